@@ -1,0 +1,49 @@
+# rhosym: `make demo` and `make test` both create .venv when missing and install everything.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.rhosym-installed
+# torch is pinned and installed first: an unpinned torch pulls several GB of CUDA packages.
+TORCH_PIN := torch==2.13.0
+SMK := $(BIN)/snakemake
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: demo test install lint pytest dryrun tiny test-slurm clean report
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(TORCH_PIN)
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(SMK) --profile profiles/local all
+	@echo "figures: $$(ls results/figures 2>/dev/null | tr '\n' ' ')"
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(SMK) --lint
+
+pytest: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+dryrun: $(STAMP)
+	$(SMK) --profile profiles/local -n all --quiet rules
+
+tiny: $(STAMP)
+	$(SMK) --profile profiles/local --configfile config.tiny.yaml all
+
+test-slurm: $(STAMP)
+	bash tests/slurm/run.sh
+
+test: lint pytest dryrun tiny test-slurm
+
+report: $(STAMP)
+	$(SMK) --profile profiles/local all --report report.html
+
+clean:
+	rm -rf results .snakemake

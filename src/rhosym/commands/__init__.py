@@ -1,0 +1,1 @@
+"""Sub-commands of ``rhosym``; see :mod:`rhosym.cli`."""

@@ -1,0 +1,71 @@
+"""Logging shared by every stage: to stderr and, in a Snakemake job, to the rule's log file."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable
+from contextlib import contextmanager
+from pathlib import Path
+
+from tqdm import tqdm
+
+FMT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def setup_logging(log_file: str | Path | None = None, level: int = logging.INFO) -> logging.Logger:
+    """Log to stderr and, when given, to ``log_file`` (appending). Returns the ``rhosym`` logger."""
+    root = logging.getLogger("rhosym")
+    root.setLevel(level)
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file, mode="a"))
+    for h in handlers:
+        h.setFormatter(logging.Formatter(FMT))
+        root.addHandler(h)
+    root.propagate = False
+    return root
+
+
+class _TqdmToLogger:
+    """A file-like object tqdm writes to, so progress lines land in the rule's log."""
+
+    def __init__(self, logger: logging.Logger):
+        self.logger = logger
+        self._buf = ""
+
+    def write(self, s: str) -> None:
+        s = s.strip("\r\n ")
+        if s:
+            self.logger.info(s)
+
+    def flush(self) -> None:
+        pass
+
+
+def progress(iterable: Iterable, desc: str, total: int | None = None, logger: logging.Logger | None = None):
+    """tqdm progress over ``iterable`` that also writes to the rhosym log (about 20 updates in all)."""
+    logger = logger or logging.getLogger("rhosym")
+    if total is None:
+        try:
+            total = len(iterable)  # type: ignore[arg-type]
+        except TypeError:
+            total = None
+    miniters = max(1, (total or 20) // 20)
+    return tqdm(iterable, desc=desc, total=total, file=_TqdmToLogger(logger), miniters=miniters,
+                mininterval=5.0, ascii=True)
+
+
+@contextmanager
+def snakemake_logging(snakemake_obj):
+    """Context manager for ``workflow/scripts``: log to ``snakemake.log[0]``."""
+    log_file = snakemake_obj.log[0] if len(snakemake_obj.log) else None
+    logger = setup_logging(log_file)
+    try:
+        yield logger
+    except Exception:
+        logger.exception("stage failed")
+        raise

@@ -1,0 +1,1 @@
+# Stage 'density': rules are added by its issue.

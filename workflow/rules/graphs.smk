@@ -1,0 +1,1 @@
+# Stage 'graphs': rules are added by its issue.

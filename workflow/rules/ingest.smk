@@ -1,0 +1,1 @@
+# Stage 'ingest': rules are added by its issue.

@@ -1,0 +1,1 @@
+# Stage 'train': rules are added by its issue.

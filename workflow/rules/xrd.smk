@@ -1,0 +1,1 @@
+# Stage 'xrd': rules are added by its issue.
