@@ -10,6 +10,11 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
+wildcard_constraints:
+    ds="[A-Za-z0-9_]+",
+    shard=r"\d{5}",
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/ingest.smk"
 include: "workflow/rules/split.smk"

@@ -1,4 +1,4 @@
-# Shared by every rule file: config validation (defaults from the schemas) and helpers.
+# Shared by all stages. Config validation (defaults from the schemas) and helper functions.
 import glob
 import os
 
@@ -17,11 +17,6 @@ RESULTS = config["results"]
 DATASETS = list(config["datasets"])
 EXPERIMENTS = rw.expand_experiments(config)
 ALL_TARGETS = []
-
-
-wildcard_constraints:
-    ds="[A-Za-z0-9_]+",
-    shard=r"\d{5}",
 
 
 def shards(ds):

@@ -18,6 +18,8 @@ rule split:
     resources:
         mem_mb=4000,
         runtime=60,
+    conda:
+        "../../envs/rhosym.yaml"
     script:
         "../scripts/split.py"
 

@@ -1,0 +1,130 @@
+"""``rhosym bench density [--n 20]``: timings of the density stage.
+
+Prints, per structure: dense density at 0.06 Å and 0.1 Å (gemmi) followed by random sampling, the fast
+path (direct evaluation at the random positions, no grid) at the demo and at paper-like point counts,
+the compressed bytes per structure in the dense store (0.06 Å and the default spacing), and the CHGCAR
+parsing rate (MB/s of uncompressed text, ours and pymatgen's) on the shared CHGCARs.
+
+Structures: the first ``--n`` rows of ``../shared/data/mp20_public/mp20_public.csv`` (CIF strings,
+conventional standard cells) when present, else synthetic rock-salt/CsCl/fluorite-like cells.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
+
+
+def load_structures(n: int) -> tuple[list, str]:
+    from pymatgen.core import Lattice, Structure
+
+    csv = SHARED / "mp20_public" / "mp20_public.csv"
+    if csv.is_file():
+        import pandas as pd
+        from pymatgen.io.cif import CifParser
+        from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+        df = pd.read_csv(csv, nrows=n)
+        out = []
+        for cif in df["cif"]:
+            s = CifParser.from_str(cif).parse_structures(primitive=False)[0]
+            out.append(SpacegroupAnalyzer(s, symprec=0.1).get_conventional_standard_structure())
+        return out, f"MP-20 ({csv}), first {n} rows, conventional cells"
+    rng = np.random.default_rng(0)
+    protos = [("Fm-3m", ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
+              ("Pm-3m", ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
+              ("Fm-3m", ["Ca", "F"], [[0, 0, 0], [0.25, 0.25, 0.25]])]
+    out = []
+    for i in range(n):
+        sg, sp, co = protos[i % len(protos)]
+        out.append(Structure.from_spacegroup(sg, Lattice.cubic(rng.uniform(4.0, 6.5)), sp, co))
+    return out, "synthetic cubic cells"
+
+
+def main(argv: list[str] | None = None) -> int:
+    from rhosym.density import DirectModel, dense_density, grid_shape
+    from rhosym.logs import setup_logging
+    from rhosym.sampling import DEFAULTS, n_points, sample_random_dense, sample_random_direct
+    from rhosym.store import compressors, new_store, write_array
+
+    p = argparse.ArgumentParser(prog="rhosym bench density", description=__doc__.split("\n")[0])
+    p.add_argument("--n", type=int, default=20, help="structures (default 20)")
+    p.add_argument("--threshold", type=float, default=DEFAULTS["threshold"])
+    args = p.parse_args(argv)
+    setup_logging()
+    assert compressors()
+    structures, what = load_structures(args.n)
+    vols = [s.volume for s in structures]
+    print(f"structures: {what}; volume {min(vols):.0f}..{max(vols):.0f} A^3 (mean {np.mean(vols):.0f})")
+    demo = dict(DEFAULTS)
+    paper = {**DEFAULTS, "points_per_A3": 30.0, "min_points": 5000, "max_points": 30000}
+    t = {k: [] for k in ("dense06", "dense10", "direct_demo", "direct_paper", "bytes06", "bytes15", "vox06")}
+    with tempfile.TemporaryDirectory() as tmp:
+        with new_store(Path(tmp) / "b.zarr") as group:
+            for i, s in enumerate(structures):
+                rng = np.random.default_rng(i)
+                for key, sp in (("dense06", 0.06), ("dense10", 0.10)):
+                    t0 = time.perf_counter()
+                    rho, info = dense_density(s, spacing=sp)
+                    sample_random_dense(rho[None], s.lattice.matrix, n_points(s.volume, demo), args.threshold, rng)
+                    t[key].append(time.perf_counter() - t0)
+                    if sp == 0.06:
+                        t["vox06"].append(rho.size)
+                        arr = write_array(group, f"a{i}", rho[None],
+                                          chunks=(1, *[min(n, 64) for n in rho.shape]))
+                        t["bytes06"].append(arr.nbytes_stored())
+                rho15, _ = dense_density(s, shape=grid_shape(s.lattice.abc, 0.15))
+                arr = write_array(group, f"b{i}", rho15[None], chunks=(1, *[min(n, 64) for n in rho15.shape]))
+                t["bytes15"].append(arr.nbytes_stored())
+                for key, cfg in (("direct_demo", demo), ("direct_paper", paper)):
+                    t0 = time.perf_counter()
+                    m = DirectModel.from_structure(s)
+                    sample_random_direct(m, s.lattice.matrix, n_points(s.volume, cfg), args.threshold, rng)
+                    t[key].append(time.perf_counter() - t0)
+    mean = {k: float(np.mean(v)) for k, v in t.items()}
+    print(f"dense 0.06 A + random sampling: {mean['dense06']:.3f} s/structure "
+          f"(mean {mean['vox06'] / 1e6:.2f} M grid points)")
+    print(f"dense 0.10 A + random sampling: {mean['dense10']:.3f} s/structure")
+    print(f"direct (fast path), demo N {demo['min_points']}-{demo['max_points']}: "
+          f"{mean['direct_demo']:.4f} s/structure, {mean['dense06'] / mean['direct_demo']:.0f}x faster than "
+          f"dense 0.06 A")
+    print(f"direct (fast path), paper N 5000-30000: {mean['direct_paper']:.4f} s/structure, "
+          f"{mean['dense06'] / mean['direct_paper']:.0f}x faster than dense 0.06 A")
+    print(f"dense store: {mean['bytes06'] / 1e6:.2f} MB/structure at 0.06 A "
+          f"({mean['bytes06'] / (4 * mean['vox06']):.2f} of float32), "
+          f"{mean['bytes15'] / 1e3:.0f} kB/structure at 0.15 A")
+    bench_chgcar()
+    return 0
+
+
+def bench_chgcar() -> None:
+    from rhosym.chgcar import _read_bytes, read_chgcar
+
+    folder = SHARED / "chgcar"
+    files = sorted(folder.glob("*CHGCAR*")) if folder.is_dir() else []
+    if not files:
+        print("CHGCAR parsing: ../shared/data/chgcar is absent, skipped")
+        return
+    from pymatgen.io.vasp import Chgcar
+
+    size = sum(len(_read_bytes(f)) for f in files)
+    t0 = time.perf_counter()
+    for f in files:
+        read_chgcar(f)
+    ours = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for f in files:
+        Chgcar.from_file(str(f))
+    ref = time.perf_counter() - t0
+    print(f"CHGCAR parsing ({len(files)} files, {size / 1e6:.1f} MB uncompressed): rhosym {size / 1e6 / ours:.0f} MB/s, "
+          f"pymatgen {size / 1e6 / ref:.0f} MB/s")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

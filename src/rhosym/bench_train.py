@@ -1,0 +1,312 @@
+"""``rhosym bench train``: throughput of the five networks on synthetic inputs of realistic size, and
+the Sparse 3D CNN against a dense 3D CNN of the same layout on the same samples.
+
+Inputs (synthetic, deterministic with ``--seed``):
+
+* density: ``--points`` (5,000) points per sample on a ``--voxel`` (0.5 Å) grid inside a random cell
+  of 6–14 Å edges placed in a ``--frame`` (64 Å) virtual frame, i.e. a (128, 128, 128) sparse frame;
+  the feature is a sum of Gaussians around 8–24 random atoms (log-scaled, as the trainer's normalized
+  density would be);
+* xrd: 8,192-point patterns of 20–60 random Gaussian peaks;
+* graphs: ``--atoms`` (20) atoms with 12 neighbours each (cgcnn), the same graph on ~1/4 of the nodes
+  as asymmetric unit (cogn).
+
+Timings: a training step is forward + cross-entropy + backward + Adam step; inference is a forward in
+eval mode without gradients. ``--warmup`` steps are not timed, ``--steps`` are. Samples/second =
+batch size × steps / time. Widths: the density models (sparse CNN, PointNet) and the dense CNN use the
+published channels multiplied by ``--scale`` (default 0.25 on CPU, 1 on CUDA); the XRD FCN, CGCNN and
+coGN use their published sizes.
+
+Sparse vs dense: ``--compare-batch`` samples, both encoders with channels scaled by
+``--compare-scale``; time per training and inference batch, and peak memory: on CUDA
+``torch.cuda.max_memory_allocated``, on CPU the peak resident memory (``resource.getrusage``) of a
+fresh subprocess minus its resident memory before the first step (tracemalloc does not see torch's
+allocator). The dense model sees the frame as a (B, F, 128, 128, 128) tensor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+
+import numpy as np
+
+from rhosym.models import MODELS, build_model, collate, input_kind
+
+log = logging.getLogger("rhosym.bench_train")
+
+PUBLISHED_SPARSE_CHANNELS = [128, 128, 256, 512, 1024]
+
+
+# ----------------------------------------------------------------------------- synthetic inputs
+def density_sample(rng: np.random.Generator, points: int = 5000, frame: float = 64.0, voxel: float = 0.5,
+                   n_features: int = 1) -> dict:
+    """One synthetic density sample (see the module docstring)."""
+    shape = int(round(frame / voxel))
+    cell = rng.uniform(6.0, 14.0, 3)
+    nvox = np.maximum((cell / voxel).astype(int), 1)
+    total = int(np.prod(nvox))
+    flat = rng.choice(total, size=min(points, total), replace=False)
+    vox = np.stack(np.unravel_index(flat, tuple(nvox)), 1).astype(np.int32)  # [z, y, x]
+    xyz = (vox[:, ::-1] + 0.5).astype(np.float32) * voxel  # x, y, z in Å
+    atoms = rng.uniform(0, 1, (int(rng.integers(8, 25)), 3)) * cell[::-1]
+    d2 = ((xyz[:, None, :] - atoms[None, :, :]) ** 2).sum(-1)
+    rho = np.exp(-d2 / 0.5).sum(1) * 50.0 + 1e-3
+    feats = np.log(rho)[:, None].repeat(n_features, 1).astype(np.float32)
+    feats = (feats - feats.mean(0)) / (feats.std(0) + 1e-6)
+    return {"xyz": xyz, "features": feats, "voxels": vox, "spatial_shape": np.array([shape] * 3)}
+
+
+def xrd_sample(rng: np.random.Generator, n: int = 8192) -> dict:
+    x = np.arange(n, dtype=np.float32)
+    pos = rng.uniform(0, n, int(rng.integers(20, 61)))
+    amp = rng.uniform(0.05, 1.0, len(pos))
+    pattern = (amp[None, :] * np.exp(-((x[:, None] - pos[None, :]) ** 2) / 50.0)).sum(1)
+    return {"pattern": (pattern / pattern.max()).astype(np.float32)}
+
+
+def graph_sample(rng: np.random.Generator, kind: str, atoms: int = 20, n_atom_fea: int = 92,
+                 neighbours: int = 12) -> dict:
+    n = atoms if kind == "cgcnn" else max(1, atoms // 4)
+    fea = np.zeros((n, n_atom_fea), dtype=np.float32)
+    fea[np.arange(n), rng.integers(0, n_atom_fea, n)] = 1.0
+    centre = np.repeat(np.arange(n), neighbours)
+    nbr = rng.integers(0, n, n * neighbours)
+    dist = rng.uniform(1.5, 8.0, n * neighbours).astype(np.float32)
+    s = {"atom_fea": fea, "edge_index": np.stack([centre, nbr], 1).astype(np.int64), "edge_dist": dist}
+    if kind == "cogn":
+        s["node_weight"] = rng.integers(1, 9, n).astype(np.float32)
+        vec = rng.normal(size=(n * neighbours, 3))
+        s["edge_vec"] = (vec / np.linalg.norm(vec, axis=1, keepdims=True) * dist[:, None]).astype(np.float32)
+    return s
+
+
+def synthetic_samples(name: str, n: int, seed: int = 0, **kw) -> list[dict]:
+    """``n`` synthetic per-sample dicts for model ``name`` (keywords go to the generator)."""
+    rng = np.random.default_rng(seed)
+    kind = input_kind(name)
+    if kind == "density":
+        return [density_sample(rng, **kw) for _ in range(n)]
+    if kind == "xrd":
+        return [xrd_sample(rng, **kw) for _ in range(n)]
+    return [graph_sample(rng, kind, **kw) for _ in range(n)]
+
+
+def in_features_of(name: str, samples: list[dict]) -> int:
+    kind = input_kind(name)
+    if kind == "density":
+        return int(samples[0]["features"].shape[1])
+    if kind == "xrd":
+        return 1
+    return int(samples[0]["atom_fea"].shape[1])
+
+
+def scaled_cfg(name: str, scale: float) -> dict:
+    """Config block with the published channels × ``scale`` (density models only)."""
+    if scale == 1.0:
+        return {}
+    if name in ("sparse_cnn", "dense_cnn"):
+        return {"channels": [max(4, int(round(c * scale))) for c in PUBLISHED_SPARSE_CHANNELS],
+                "head": [max(8, int(round(h * scale))) for h in (512, 256)]}
+    if name == "pointnet":
+        return {"channels": [max(8, int(round(c * scale))) for c in (64, 128, 1024)],
+                "head": [max(8, int(round(h * scale))) for h in (512, 256)], "groups": 4}
+    return {}
+
+
+# ----------------------------------------------------------------------------- timing
+def _to(batch: dict, device) -> dict:
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def _sync(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_model(model, batch: dict, n_out: int, device, steps: int, warmup: int) -> tuple[float, float]:
+    """Seconds per training step and per inference batch."""
+    import torch
+
+    model.to(device)
+    batch = _to(batch, device)
+    n = int(batch["counts"].shape[0]) if "counts" in batch else int(next(iter(batch.values())).shape[0])
+    y = torch.arange(n, device=device) % n_out
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    model.train()
+    for i in range(warmup + steps):
+        if i == warmup:
+            _sync(device)
+            t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(model(batch), y)
+        loss.backward()
+        opt.step()
+    _sync(device)
+    t_train = (time.perf_counter() - t0) / max(steps, 1)
+    model.eval()
+    with torch.no_grad():
+        for i in range(warmup + steps):
+            if i == warmup:
+                _sync(device)
+                t0 = time.perf_counter()
+            model(batch)
+    _sync(device)
+    t_inf = (time.perf_counter() - t0) / max(steps, 1)
+    return t_train, t_inf
+
+
+def _rss_kb() -> int:
+    with open("/proc/self/statm") as fh:
+        pages = int(fh.read().split()[1])
+    import os
+
+    return pages * os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+def _compare_one(name: str, cfg: dict, samples: list[dict], device_name: str, steps: int, warmup: int,
+                 n_out: int) -> dict:
+    """Time and peak memory of one model of the sparse/dense comparison (run in a subprocess on CPU)."""
+    import resource
+
+    import torch
+
+    device = torch.device(device_name)
+    model = build_model(name, n_out, False, in_features_of(name, samples), cfg)
+    batch = collate(name, samples)
+    n_params = sum(p.numel() for p in model.parameters())
+    if device.type == "cuda":
+        model.to(device)
+        torch.cuda.synchronize(device)
+        base = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    else:
+        base = _rss_kb() * 1024
+    t_train, t_inf = time_model(model, batch, n_out, device, steps, warmup)
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(device) - base
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
+    return {"model": name, "params": n_params, "train_s_per_batch": t_train, "infer_s_per_batch": t_inf,
+            "peak_mem_mb": peak / 2**20}
+
+
+def _compare_worker(args_tuple, queue) -> None:
+    try:
+        queue.put(_compare_one(*args_tuple))
+    except Exception as exc:  # pragma: no cover - reported by the parent
+        queue.put({"error": f"{type(exc).__name__}: {exc}"})
+
+
+def compare_sparse_dense(samples: list[dict], cfg: dict, device_name: str, steps: int, warmup: int,
+                         n_out: int = 7) -> list[dict]:
+    rows = []
+    for name in ("sparse_cnn", "dense_cnn"):
+        args_tuple = (name, cfg, samples, device_name, steps, warmup, n_out)
+        if device_name.startswith("cuda"):
+            rows.append(_compare_one(*args_tuple))
+            continue
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        queue = ctx.Queue()
+        proc = ctx.Process(target=_compare_worker, args=(args_tuple, queue))
+        proc.start()
+        row = queue.get()
+        proc.join()
+        if "error" in row:
+            raise RuntimeError(f"{name}: {row['error']}")
+        rows.append(row)
+    return rows
+
+
+# ----------------------------------------------------------------------------- main
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rhosym bench train", description=__doc__.split("\n")[0])
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:i] (default cpu)")
+    p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="samples per batch for every model (default: density 4, others 32 on CPU; ×8 on CUDA)")
+    p.add_argument("--steps", type=int, default=3, help="timed steps (default 3)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed steps first (default 1)")
+    p.add_argument("--scale", type=float, default=None,
+                   help="channel multiplier of the density models (default 0.25 on CPU, 1 on CUDA)")
+    p.add_argument("--points", type=int, default=5000)
+    p.add_argument("--frame", type=float, default=64.0)
+    p.add_argument("--voxel", type=float, default=0.5)
+    p.add_argument("--atoms", type=int, default=20)
+    p.add_argument("--classes", type=int, default=230, help="outputs of the classification head")
+    p.add_argument("--no-compare", action="store_true", help="skip the sparse-vs-dense comparison")
+    p.add_argument("--compare-batch", type=int, default=2)
+    p.add_argument("--compare-scale", type=float, default=None,
+                   help="channel multiplier in the sparse-vs-dense comparison (default 0.125 on CPU, 0.25 on CUDA)")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="write the tables as CSV to this path prefix")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    import pandas as pd
+    import torch
+
+    from rhosym.logs import setup_logging
+
+    setup_logging()
+    args = build_parser().parse_args(argv)
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    scale = args.scale if args.scale is not None else (1.0 if cuda else 0.25)
+    cscale = args.compare_scale if args.compare_scale is not None else (0.25 if cuda else 0.125)
+    dkw = {"points": args.points, "frame": args.frame, "voxel": args.voxel}
+    log.info("device %s, torch threads %d, density: %d points in a %.0f Å frame at %.2f Å voxels, "
+             "width scale %.3g", device, torch.get_num_threads(), args.points, args.frame, args.voxel, scale)
+
+    rows = []
+    for name in args.models:
+        kind = input_kind(name)
+        bs = args.batch_size or ((4 if kind == "density" else 32) * (8 if cuda else 1))
+        kw = dkw if kind == "density" else ({"atoms": args.atoms} if kind in ("cgcnn", "cogn") else {})
+        samples = synthetic_samples(name, bs, seed=args.seed, **kw)
+        cfg = scaled_cfg(name, scale) if kind == "density" else {}
+        model = build_model(name, args.classes, False, in_features_of(name, samples), cfg)
+        n_params = sum(p.numel() for p in model.parameters())
+        t_train, t_inf = time_model(model, collate(name, samples), args.classes, device, args.steps, args.warmup)
+        row = {"model": name, "input": kind, "batch": bs, "params": n_params,
+               "width_scale": scale if kind == "density" else 1.0,
+               "train_samples_per_s": bs / t_train, "infer_samples_per_s": bs / t_inf,
+               "train_s_per_batch": t_train, "infer_s_per_batch": t_inf}
+        log.info("%s: %s", name, {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()})
+        rows.append(row)
+        del model
+    table = pd.DataFrame(rows)
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print("\nThroughput (synthetic inputs; train = forward+backward+Adam step):")
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+
+    if not args.no_compare:
+        samples = synthetic_samples("sparse_cnn", args.compare_batch, seed=args.seed + 1, **dkw)
+        cfg = scaled_cfg("sparse_cnn", cscale)
+        log.info("sparse vs dense: batch %d, channels %s", args.compare_batch, cfg.get("channels"))
+        comp = pd.DataFrame(compare_sparse_dense(samples, cfg, args.device, args.steps, args.warmup))
+        comp.insert(1, "batch", args.compare_batch)
+        comp.insert(2, "channels", str(cfg.get("channels", PUBLISHED_SPARSE_CHANNELS)))
+        mem = "torch.cuda.max_memory_allocated" if cuda else "peak RSS of a fresh process above its baseline"
+        print(f"\nSparse vs dense 3D CNN, same samples ({mem}):")
+        print(comp.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        if args.out:
+            comp.to_csv(f"{args.out}sparse_vs_dense.csv", index=False)
+    if args.out:
+        table.to_csv(f"{args.out}throughput.csv", index=False)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    import sys
+
+    sys.exit(main())

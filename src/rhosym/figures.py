@@ -1,0 +1,644 @@
+"""The paper's figures and supplementary tables, from the metric tables of the ``metrics`` rule.
+
+Every ``plot_*`` function takes tables (pandas DataFrames, keyed by data set where it matters) and writes
+one PNG and one PDF; ``run_figure(which, ...)`` is what ``workflow/scripts/figure.py`` calls, reading
+the files the rule names. Figures degrade gracefully: a model or data set without results gets an empty,
+labelled panel ("no data"), and a figure with nothing at all to show says so in its middle.
+
+Styling: models keep one colour (viridis samples of rising lightness, so they stay apart in greyscale)
+and one hatch / marker everywhere; matplotlib's Agg backend; 200 dpi PNG plus vector PDF.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+log = logging.getLogger("rhosym.figures")
+
+MODEL_ORDER = ("cogn", "cgcnn", "xrd_fcn", "pointnet", "sparse_cnn")
+MODEL_NAMES = {"cogn": "coGN", "cgcnn": "CGCNN", "xrd_fcn": "FCN (XRD)", "pointnet": "PointNet",
+               "sparse_cnn": "Sparse 3D CNN"}
+TASK_NAMES = {"crystal_system": "Crystal system", "extinction_group": "Extinction group",
+              "space_group": "Space group", "band_gap": "Band gap", "formation_energy": "Formation energy"}
+CLASS_TASKS = ("crystal_system", "extinction_group", "space_group")
+SPLIT_ORDER = ("train", "val", "test")
+CS_SHORT = ("Tric.", "Mono.", "Orth.", "Tetr.", "Trig.", "Hex.", "Cub.")
+# Classes per crystal system, in class order: space groups (ITA numbering) and extinction groups
+# (numbered crystal system by crystal system, docs/formats.md; 1, 6, 33, 31, 6, 7, 17).
+SG_PER_CS = (2, 13, 59, 68, 25, 27, 36)
+EG_PER_CS = (1, 6, 33, 31, 6, 7, 17)
+SEATTLE = 3  # triclinic, monoclinic, orthorhombic: the low-symmetry "Seattle zone"
+_HATCHES = ("//", "\\\\", "xx", "..", "")
+_MARKERS = ("o", "s", "^", "D", "v")
+_LINESTYLES = ("-", "--", ":")
+DPI = 200  # PNG resolution (tests lower it)
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 8,
+                         "xtick.labelsize": 8, "ytick.labelsize": 8, "hatch.linewidth": 0.6,
+                         "pdf.fonttype": 42, "savefig.bbox": "tight"})
+    return plt
+
+
+def model_style(model: str) -> dict:
+    """Colour, hatch and marker of a model (stable across figures)."""
+    from matplotlib import colormaps
+
+    i = MODEL_ORDER.index(model) if model in MODEL_ORDER else len(MODEL_ORDER) - 1
+    colour = colormaps["viridis"](0.05 + 0.9 * i / (len(MODEL_ORDER) - 1))
+    return {"color": colour, "hatch": _HATCHES[i % len(_HATCHES)], "marker": _MARKERS[i % len(_MARKERS)]}
+
+
+def model_label(model: str) -> str:
+    return MODEL_NAMES.get(model, model)
+
+
+def order_models(models) -> list[str]:
+    models = list(dict.fromkeys(models))
+    return sorted(models, key=lambda m: (MODEL_ORDER.index(m) if m in MODEL_ORDER else 99, m))
+
+
+def _variant_labels(df: pd.DataFrame) -> pd.Series:
+    """Model name, plus ``(input, fN)`` when a model has several variants in ``df``."""
+    n_var = df.groupby("model")[["input", "features"]].apply(lambda g: len(g.drop_duplicates()))
+    out = []
+    for _, r in df.iterrows():
+        lab = model_label(r["model"])
+        if n_var.get(r["model"], 1) > 1:
+            lab += f"\n({r['input']}, f{int(r['features'])})"
+        out.append(lab)
+    return pd.Series(out, index=df.index)
+
+
+def save(fig, out_png: str | Path, out_pdf: str | Path | None = None) -> None:
+    """Write the figure as PNG (``DPI``, 200 by default) and PDF and close it."""
+    plt = _plt()
+    for p in (out_png, out_pdf):
+        if p:
+            Path(p).parent.mkdir(parents=True, exist_ok=True)
+            fig.savefig(p, dpi=DPI)
+    plt.close(fig)
+
+
+def _empty_figure(message: str, out_png, out_pdf, title: str = ""):
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 2.5))
+    ax.axis("off")
+    ax.text(0.5, 0.5, message, ha="center", va="center", wrap=True)
+    if title:
+        ax.set_title(title)
+    save(fig, out_png, out_pdf)
+    return fig
+
+
+def _no_data(ax, text: str = "no data") -> None:
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for s in ax.spines.values():
+        s.set_linestyle("--")
+        s.set_edgecolor("0.5")
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.35")
+
+
+# --------------------------------------------------------------------------------------------- fig 3
+def plot_fig3(classification: Mapping[str, pd.DataFrame], out_png, out_pdf=None, features: int = 1,
+              f1: str = "macro_f1"):
+    """Grouped bars: test top-1 accuracy (bars) and F1 (black diamonds) per model; row per data set,
+    column per classification task. ``classification`` maps data set -> ``classification.csv`` table."""
+    plt = _plt()
+    frames = [df.assign(dataset=ds) for ds, df in classification.items() if df is not None and len(df)]
+    if not frames:
+        return _empty_figure("No classification results to plot.", out_png, out_pdf, "Fig. 3")
+    allc = pd.concat(frames, ignore_index=True)
+    # one feature set per model: ``features`` where the model has it, else what it has (1)
+    allc = (allc.assign(_pref=(allc["features"].astype(int) != features).astype(int))
+            .sort_values("_pref", kind="stable").drop_duplicates(["dataset", "model", "task", "input"])
+            .drop(columns="_pref"))
+    datasets = list(classification)
+    tasks = [t for t in CLASS_TASKS if t in set(allc["task"])]
+    allc = allc.copy()
+    allc["label"] = _variant_labels(allc)
+    variants = (allc[["model", "label"]].drop_duplicates()
+                .assign(o=lambda d: d["model"].map(lambda m: order_models([m] + list(MODEL_ORDER)).index(m)))
+                .sort_values(["o", "label"]))
+    labels = variants["label"].tolist()
+    models_of = dict(zip(variants["label"], variants["model"]))
+    fig, axes = plt.subplots(len(datasets), len(tasks), figsize=(1.0 + 0.75 * len(labels) * len(tasks),
+                             0.8 + 2.7 * len(datasets)), squeeze=False, sharey=True)
+    x = np.arange(len(labels))
+    for i, ds in enumerate(datasets):
+        for j, task in enumerate(tasks):
+            ax = axes[i, j]
+            sub = allc[(allc["dataset"] == ds) & (allc["task"] == task)].set_index("label")
+            for k, lab in enumerate(labels):
+                st = model_style(models_of[lab])
+                if lab not in sub.index:
+                    ax.text(k, 2, "n/a", ha="center", va="bottom", fontsize=7, color="0.4", rotation=90)
+                    continue
+                acc = 100 * float(sub.loc[lab, "top1"])
+                ax.bar(k, acc, width=0.75, color=st["color"], hatch=st["hatch"], edgecolor="black", lw=0.6)
+                ax.text(k, acc + 1.5, f"{acc:.1f}", ha="center", va="bottom", fontsize=7)
+                fv = sub.loc[lab, f1]
+                if pd.notna(fv):
+                    ax.plot(k, 100 * float(fv), marker="D", ms=5, mfc="black", mec="white", mew=0.8, ls="none")
+            ax.set_xticks(x, labels, rotation=35, ha="right")
+            ax.set_xlim(-0.6, len(labels) - 0.4)
+            ax.set_ylim(0, 112)
+            ax.set_yticks(range(0, 101, 20))
+            ax.grid(axis="y", color="0.85", lw=0.5)
+            ax.set_axisbelow(True)
+            if i == 0:
+                ax.set_title(TASK_NAMES.get(task, task))
+            if j == 0:
+                ax.set_ylabel(f"{ds}\ntest accuracy / F1 (%)")
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    handles = [Patch(facecolor="0.8", edgecolor="black", label="top-1 accuracy (bar)"),
+               Line2D([], [], marker="D", ls="none", mfc="black", mec="white", label=f"{f1.replace('_', '-').replace('f1', 'F1')} (◆)")]
+    fig.legend(handles=handles, loc="upper center", ncol=2, frameon=False, bbox_to_anchor=(0.5, 1.0))
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    save(fig, out_png, out_pdf)
+    return fig
+
+
+# --------------------------------------------------------------------------------------------- fig 4
+def _seattle_rectangle(ax, n: int = SEATTLE):
+    import matplotlib.patheffects as pe
+    from matplotlib.patches import Rectangle
+
+    r = Rectangle((-0.5, -0.5), n, n, fill=False, edgecolor="#ffc20a", lw=2.2, ls="-", zorder=5,
+                  label="Seattle zone")
+    r.set_path_effects([pe.Stroke(linewidth=3.6, foreground="black"), pe.Normal()])
+    ax.add_patch(r)
+    return r
+
+
+def plot_fig4(rates: Mapping[str, Mapping[str, pd.DataFrame | None]], out_png, out_pdf=None,
+              models: Sequence[str] | None = None, annotate: bool = True):
+    """7x7 row-normalized crystal-system confusion matrices: row per data set, column per model.
+
+    ``rates[ds][model]`` is the ``-rates.csv`` table (index true, columns predicted) or ``None``.
+    The low-symmetry block (triclinic, monoclinic, orthorhombic) is outlined in every panel.
+    """
+    plt = _plt()
+    datasets = list(rates)
+    models = order_models(models or [m for ds in rates for m, v in rates[ds].items() if v is not None])
+    if not datasets or not models:
+        return _empty_figure("No crystal-system confusion matrices to plot.", out_png, out_pdf, "Fig. 4")
+    fig, axes = plt.subplots(len(datasets), len(models), figsize=(0.9 + 2.3 * len(models),
+                             0.9 + 2.45 * len(datasets)), squeeze=False, layout="constrained")
+    im = None
+    for i, ds in enumerate(datasets):
+        first = next((k for k, m in enumerate(models) if rates[ds].get(m) is not None), 0)
+        for j, m in enumerate(models):
+            ax = axes[i, j]
+            mat = rates[ds].get(m)
+            if i == 0:
+                ax.set_title(model_label(m))
+            if mat is None:
+                _no_data(ax, "no data\n(not trained)")
+                ax.set_xlim(-0.5, 6.5)
+                ax.set_ylim(6.5, -0.5)
+                ax.set_aspect("equal")
+                if j == 0:
+                    ax.set_ylabel(f"{ds}\ntrue")
+                continue
+            a = np.asarray(mat, dtype=float)
+            im = ax.imshow(a, cmap="Blues", vmin=0, vmax=1)
+            if annotate:
+                for (r, c), v in np.ndenumerate(a):
+                    if v >= 0.005:
+                        ax.text(c, r, f"{v:.2f}".lstrip("0") if v < 1 else "1", ha="center", va="center",
+                                fontsize=5.5, color="white" if v > 0.55 else "black")
+            _seattle_rectangle(ax)
+            ax.set_xticks(range(7), CS_SHORT, rotation=90, fontsize=6.5)
+            ax.set_yticks(range(7), CS_SHORT if j == first else [""] * 7, fontsize=6.5)
+            if j == 0:
+                ax.set_ylabel(f"{ds}\ntrue")
+            if i == len(datasets) - 1:
+                ax.set_xlabel("predicted")
+    if im is not None:
+        cb = fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8, pad=0.01)
+        cb.set_label("fraction of true class (row-normalized)")
+    from matplotlib.patches import Patch
+
+    fig.legend(handles=[Patch(fill=False, edgecolor="#ffc20a", lw=2,
+                              label="Seattle zone (triclinic, monoclinic, orthorhombic)")],
+               loc="outside upper left", frameon=False)
+    save(fig, out_png, out_pdf)
+    return fig
+
+
+def _cmap_white_zero():
+    from matplotlib import colormaps
+
+    return colormaps["Blues"].with_extremes(bad="white")  # exact zeros are masked: no hit stays white
+
+
+def _class_boundaries(task: str) -> np.ndarray:
+    """Matrix coordinates between crystal systems (classes are numbered crystal system by crystal system)."""
+    per = SG_PER_CS if task == "space_group" else EG_PER_CS
+    if task == "extinction_group":
+        try:  # from the shipped extinction table, when it is there
+            from rhosym.symmetry import CRYSTAL_SYSTEMS, crystal_system, extinction_group
+
+            cs_of = {extinction_group(sg): CRYSTAL_SYSTEMS.index(crystal_system(sg)) for sg in range(1, 231)}
+            per = tuple(np.bincount([cs_of[e] for e in sorted(cs_of)], minlength=7))
+        except Exception as exc:  # noqa: BLE001 - the boundaries are decoration only
+            log.debug("extinction-group boundaries from the built-in counts: %s", exc)
+    return np.cumsum(per)[:-1] - 0.5
+
+
+def plot_fig4_supp(rates: Mapping[str, Mapping[str, Mapping[str, pd.DataFrame | None]]], out_png, out_pdf=None,
+                   models: Sequence[str] | None = None, gamma: float = 0.4):
+    """101-class (extinction group) and 230-class (space group) confusion heatmaps.
+
+    ``rates[ds][task][model]``: row-normalized tables. One row of panels per (data set, task), one column
+    per model; thin lines separate crystal systems; colour uses a power norm (``gamma``) so sparse
+    off-diagonal mishits stay visible.
+    """
+    from matplotlib.colors import PowerNorm
+
+    plt = _plt()
+    rows = [(ds, t) for ds in rates for t in ("extinction_group", "space_group") if t in rates[ds]]
+    models = order_models(models or [m for ds in rates for t in rates[ds] for m, v in rates[ds][t].items()
+                                     if v is not None])
+    if not rows or not models:
+        return _empty_figure("No extinction- or space-group confusion matrices to plot.", out_png, out_pdf,
+                             "Supplementary confusion matrices")
+    fig, axes = plt.subplots(len(rows), len(models), figsize=(1.0 + 2.8 * len(models), 0.4 + 2.8 * len(rows)),
+                             squeeze=False, layout="constrained")
+    norm = PowerNorm(gamma=gamma, vmin=0, vmax=1)
+    cmap = _cmap_white_zero()
+    im = None
+    for i, (ds, task) in enumerate(rows):
+        first = next((k for k, m in enumerate(models) if rates[ds][task].get(m) is not None), 0)
+        for j, m in enumerate(models):
+            ax = axes[i, j]
+            mat = rates[ds][task].get(m)
+            if i == 0:
+                ax.set_title(model_label(m))
+            if j == 0:
+                ax.set_ylabel(f"{ds}: {TASK_NAMES[task].lower()}\ntrue class")
+            if mat is None:
+                _no_data(ax)
+                ax.set_aspect("equal")
+                continue
+            a = np.asarray(mat, dtype=float)
+            n = a.shape[0]
+            im = ax.imshow(np.ma.masked_equal(a, 0.0), cmap=cmap, norm=norm, interpolation="nearest")
+            for b in _class_boundaries(task):
+                ax.axhline(b, color="0.55", lw=0.35)
+                ax.axvline(b, color="0.55", lw=0.35)
+            ticks = [0] + list(range(49, n, 50)) if n > 150 else [0] + list(range(19, n, 20))
+            ax.set_xticks(ticks, [str(t + 1) for t in ticks], fontsize=6.5)
+            ax.set_yticks(ticks, [str(t + 1) for t in ticks] if j == first else [""] * len(ticks), fontsize=6.5)
+            if i == len(rows) - 1:
+                ax.set_xlabel("predicted class")
+    if im is not None:
+        cb = fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.5, pad=0.01)
+        cb.set_label(f"fraction of true class (power scale, γ={gamma})")
+    save(fig, out_png, out_pdf)
+    return fig
+
+
+# --------------------------------------------------------------------------------------------- fig S7
+def plot_figS7(distributions: Mapping[str, pd.DataFrame], out_png, out_pdf=None):
+    """Crystal-system (bars) and space-group (step lines) distributions per split; a row per data set.
+
+    ``distributions[ds]`` is ``split_distribution.csv`` (``label, value, split, count``). Shares are
+    percentages of each split, so splits of different sizes compare directly.
+    """
+    plt = _plt()
+    datasets = [ds for ds, d in distributions.items() if d is not None and len(d)]
+    if not datasets:
+        return _empty_figure("No split distributions to plot.", out_png, out_pdf, "Supplementary Fig. 7")
+    fig, axes = plt.subplots(len(datasets), 2, figsize=(11, 0.6 + 2.9 * len(datasets)), squeeze=False,
+                             gridspec_kw={"width_ratios": [1, 1.9]})
+    greys = {"train": "0.15", "val": "0.55", "test": "0.85"}
+    hatch = {"train": "", "val": "//", "test": ".."}
+    for i, ds in enumerate(datasets):
+        d = distributions[ds].copy()
+        d["value"] = d["value"].astype(str)
+        splits = [s for s in SPLIT_ORDER if s in set(d["split"])]
+        ax = axes[i, 0]
+        cs = d[d["label"] == "crystal_system"]
+        from rhosym.evaluate import CRYSTAL_SYSTEMS
+
+        w = 0.8 / max(1, len(splits))
+        for k, s in enumerate(splits):
+            c = cs[cs["split"] == s].set_index("value")["count"].reindex(CRYSTAL_SYSTEMS, fill_value=0)
+            tot = c.sum()
+            share = 100 * c / tot if tot else c * 0.0
+            ax.bar(np.arange(7) + (k - (len(splits) - 1) / 2) * w, share, width=w, color=greys[s],
+                   hatch=hatch[s], edgecolor="black", lw=0.5, label=f"{s} (n={int(tot)})")
+        ax.set_xticks(range(7), CS_SHORT)
+        ax.set_ylabel(f"{ds}\nshare of split (%)")
+        ax.legend(frameon=False, loc="upper right")
+        ax.grid(axis="y", color="0.88", lw=0.5)
+        ax.set_axisbelow(True)
+        if i == 0:
+            ax.set_title("Crystal systems")
+        if i == len(datasets) - 1:
+            ax.set_xlabel("crystal system")
+        ax = axes[i, 1]
+        sg = d[d["label"] == "space_group"]
+        x = np.arange(1, 231)
+        for k, s in enumerate(splits):
+            c = sg[sg["split"] == s].set_index("value")["count"].reindex([str(v) for v in x], fill_value=0)
+            tot = c.sum()
+            share = 100 * c.to_numpy(dtype=float) / tot if tot else np.zeros(230)
+            ax.step(x, share, where="mid", color=greys[s] if s != "test" else "0.45", ls=_LINESTYLES[k % 3],
+                    lw=0.9, label=s)
+        top = ax.get_ylim()[1]
+        for b, name, width in zip(np.concatenate([[0.5], np.cumsum(SG_PER_CS) + 0.5]), [*CS_SHORT, ""],
+                                  [*SG_PER_CS, 0]):
+            ax.axvline(b, color="0.75", lw=0.5, zorder=0)
+            if name and width >= 5:  # triclinic (1-2) is too narrow for a label
+                ax.text(b + 1, top * 0.97, name, fontsize=6.5, va="top", color="0.3")
+        ax.set_xlim(0.5, 230.5)
+        ax.set_ylabel("share of split (%)")
+        ax.legend(frameon=False, loc="upper right", bbox_to_anchor=(1.0, 0.88))
+        if i == 0:
+            ax.set_title("Space groups")
+        if i == len(datasets) - 1:
+            ax.set_xlabel("space-group number")
+    fig.tight_layout()
+    save(fig, out_png, out_pdf)
+    return fig
+
+
+# --------------------------------------------------------------------------------------------- fig S8
+def plot_figS8(sweep: pd.DataFrame, out_png, out_pdf=None):
+    """Test accuracy against the number of sampled points (an inference-time sweep of ONE trained model
+    per line, not a retraining per size). ``sweep``: rows of :func:`rhosym.evaluate.sweep_table`."""
+    plt = _plt()
+    if sweep is None or sweep.empty:
+        return _empty_figure("No points sweep results (figures.points_sweep is empty or no density model "
+                             "was trained for classification).", out_png, out_pdf, "Supplementary Fig. 8")
+    datasets = list(dict.fromkeys(sweep["dataset"]))
+    tasks = [t for t in CLASS_TASKS if t in set(sweep["task"])]
+    fig, axes = plt.subplots(len(datasets), len(tasks), figsize=(0.8 + 3.4 * len(tasks), 0.9 + 2.7 * len(datasets)),
+                             squeeze=False, sharex=True)
+    for i, ds in enumerate(datasets):
+        for j, task in enumerate(tasks):
+            ax = axes[i, j]
+            sub = sweep[(sweep["dataset"] == ds) & (sweep["task"] == task)].copy()
+            if sub.empty:
+                _no_data(ax)
+            else:
+                sub["label"] = _variant_labels(sub)
+                for k, (lab, g) in enumerate(sub.groupby("label", sort=False)):
+                    st = model_style(g["model"].iloc[0])
+                    g = g.sort_values("max_points")
+                    ax.plot(g["max_points"], 100 * g["top1"], marker=st["marker"], color=st["color"],
+                            ls=_LINESTYLES[k % 3], mec="black", mew=0.5, label=lab.replace("\n", " "))
+                ax.set_xscale("log")
+                ax.grid(color="0.88", lw=0.5)
+                ax.legend(frameon=False)
+            if i == 0:
+                ax.set_title(TASK_NAMES.get(task, task))
+            if j == 0:
+                ax.set_ylabel(f"{ds}\ntest accuracy (%)")
+            if i == len(datasets) - 1:
+                ax.set_xlabel("points per structure at inference (max_points)")
+    fig.suptitle("Inference-time sweep: one trained model per line, test split evaluated with at most N points",
+                 fontsize=8.5, y=1.0)
+    fig.tight_layout()
+    save(fig, out_png, out_pdf)
+    return fig
+
+
+# --------------------------------------------------------------------------------------------- fig S11
+def plot_figS11(histories: pd.DataFrame, out_png, out_pdf=None):
+    """Training curves: row per (data set, task); left loss (train solid, validation dashed), right the
+    validation metric, one colour per model. ``histories``: history.csv rows plus experiment key columns."""
+    plt = _plt()
+    if histories is None or histories.empty:
+        return _empty_figure("No training histories to plot.", out_png, out_pdf, "Supplementary Fig. 11")
+    rows = list(dict.fromkeys(zip(histories["dataset"], histories["task"])))
+    ds_order = list(dict.fromkeys(histories["dataset"]))
+    task_order = list(TASK_NAMES)
+    rows.sort(key=lambda r: (ds_order.index(r[0]), task_order.index(r[1]) if r[1] in task_order else 99))
+    fig, axes = plt.subplots(len(rows), 2, figsize=(10, 0.6 + 2.3 * len(rows)), squeeze=False)
+    for i, (ds, task) in enumerate(rows):
+        sub = histories[(histories["dataset"] == ds) & (histories["task"] == task)].copy()
+        sub["label"] = _variant_labels(sub.drop_duplicates(["model", "input", "features"])).reindex(sub.index)
+        keys = sub.drop_duplicates(["model", "input", "features"])
+        labs = _variant_labels(keys)
+        axl, axm = axes[i]
+        metric_name = "validation metric"
+        for (_, key), lab in zip(keys.iterrows(), labs):
+            g = sub[(sub["model"] == key["model"]) & (sub["input"] == key["input"])
+                    & (sub["features"] == key["features"])].sort_values("epoch")
+            st = model_style(key["model"])
+            lab = lab.replace("\n", " ")
+            axl.plot(g["epoch"], g["train_loss"], color=st["color"], ls="-", lw=1.1, label=f"{lab} train")
+            axl.plot(g["epoch"], g["val_loss"], color=st["color"], ls="--", lw=1.1, marker=st["marker"],
+                     ms=3, markevery=max(1, len(g) // 8), label=f"{lab} val")
+            axm.plot(g["epoch"], g["val_metric"], color=st["color"], lw=1.2, marker=st["marker"], ms=3,
+                     markevery=max(1, len(g) // 8), label=lab)
+            if "metric" in g.columns and g["metric"].notna().any():
+                metric_name = f"validation {g['metric'].dropna().iloc[0]}"
+        title = f"{ds}: {TASK_NAMES.get(task, task).lower()}"
+        axl.set_title(f"{title}: loss")
+        axm.set_title(f"{title}: {metric_name}")
+        axl.set_ylabel("loss")
+        axm.set_ylabel(metric_name)
+        if sub["train_loss"].gt(0).all() and sub["val_loss"].gt(0).all():
+            from matplotlib.ticker import NullFormatter
+
+            axl.set_yscale("log")
+            axl.yaxis.set_minor_formatter(NullFormatter())
+        for ax in (axl, axm):
+            ax.grid(color="0.9", lw=0.5)
+            ax.set_xlabel("epoch")
+        axm.legend(frameon=False, fontsize=7, loc="best")
+        if i == 0:
+            from matplotlib.lines import Line2D
+
+            axl.legend(handles=[Line2D([], [], color="black", ls="-", label="train"),
+                                Line2D([], [], color="black", ls="--", label="validation")],
+                       frameon=False, loc="upper right")
+    fig.tight_layout()
+    save(fig, out_png, out_pdf)
+    return fig
+
+
+# --------------------------------------------------------------------------------------------- tables
+def _md(df: pd.DataFrame, title: str, empty: str, floatfmt: str = ".2f") -> str:
+    from rhosym.evaluate import to_markdown
+
+    return to_markdown(df, title, empty, floatfmt)
+
+
+def supplementary_tables(classification: pd.DataFrame, regression: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The paper's Supplementary Tables 1-3 equivalents.
+
+    * ``s1``: classification: test top-1 accuracy and macro-F1 (%) per task; row per data set and model
+      variant (top-5 and weighted F1 are in ``metrics/classification.csv``);
+    * ``s2``: regression MAE with one density feature (all models); row per data set and model;
+    * ``s3``: regression MAE of the density models with 1 and 4 features, and the relative change.
+    """
+    keys = ["dataset", "model", "input", "features"]
+    s1 = pd.DataFrame(columns=keys)
+    if classification is not None and len(classification):
+        c = classification.copy()
+        parts = []
+        for t in CLASS_TASKS:
+            ct = c[c["task"] == t][keys + ["top1", "macro_f1"]]
+            ct = ct.rename(columns={"top1": f"{t} acc (%)", "macro_f1": f"{t} F1 (%)"})
+            for col in ct.columns[len(keys):]:
+                ct[col] = 100 * ct[col]
+            parts.append(ct.set_index(keys))
+        s1 = pd.concat(parts, axis=1).reset_index()
+        s1 = s1.dropna(axis=1, how="all")
+    s2 = pd.DataFrame(columns=["dataset", "model", "input"])
+    s3 = pd.DataFrame(columns=["dataset", "model", "input", "task"])
+    if regression is not None and len(regression):
+        r = regression.copy()
+        r1 = r[r["features"].astype(int) == 1]
+        if len(r1):
+            s2 = (r1.pivot_table(index=["dataset", "model", "input"], columns="task", values="mae", aggfunc="first")
+                  .rename(columns=lambda t: f"{t} MAE ({'eV' if t == 'band_gap' else 'eV/atom'})").reset_index())
+            s2.columns.name = None
+        rr = r.pivot_table(index=["dataset", "model", "input", "task"], columns="features", values="mae",
+                           aggfunc="first")
+        if 1 in rr.columns and 4 in rr.columns:
+            rr = rr[[1, 4]].dropna()
+            if len(rr):
+                s3 = rr.rename(columns={1: "MAE 1 feature", 4: "MAE 4 features"}).reset_index()
+                s3.columns.name = None
+                s3["change (%)"] = 100 * (s3["MAE 4 features"] / s3["MAE 1 feature"] - 1)
+    ds_order = list(dict.fromkeys(pd.concat([d["dataset"] for d in (classification, regression)
+                                             if d is not None and "dataset" in d.columns] or [pd.Series([])])))
+
+    def order(t: pd.DataFrame) -> pd.DataFrame:
+        if t.empty:
+            return t
+        k = pd.DataFrame({"d": t["dataset"].map(lambda d: ds_order.index(d) if d in ds_order else 99),
+                          "m": t["model"].map(lambda m: MODEL_ORDER.index(m) if m in MODEL_ORDER else 99)},
+                         index=t.index)
+        return t.loc[k.sort_values(["d", "m"], kind="stable").index].reset_index(drop=True)
+
+    return {"s1": order(s1), "s2": order(s2), "s3": order(s3)}
+
+
+def write_tables(classification: pd.DataFrame, regression: pd.DataFrame, outputs: Mapping[str, str]) -> dict:
+    """Write the tables to ``outputs`` (keys ``s1_csv, s1_md, s2_csv, s2_md, s3_csv, s3_md``)."""
+    t = supplementary_tables(classification, regression)
+    titles = {"s1": ("Supplementary Table 1: symmetry classification on the test split (%)",
+                     "No classification experiments."),
+              "s2": ("Supplementary Table 2: property regression, MAE on the test split (1 density feature)",
+                     "No regression experiments: this configuration trains no band-gap or formation-energy model."),
+              "s3": ("Supplementary Table 3: regression MAE with 1 vs 4 density features",
+                     "No experiment pairs with 1 and 4 density features (set experiments: features: [1, 4] "
+                     "for a density model and a regression task).")}
+    for k, df in t.items():
+        Path(outputs[f"{k}_csv"]).parent.mkdir(parents=True, exist_ok=True)
+        df.to_csv(outputs[f"{k}_csv"], index=False, float_format="%.6g")
+        Path(outputs[f"{k}_md"]).write_text(_md(df, *titles[k], floatfmt=".4f" if k != "s1" else ".2f"))
+        log.info("table %s: %d rows", k, len(df))
+    return t
+
+
+# --------------------------------------------------------------------------------------------- I/O
+def _read_csv(path) -> pd.DataFrame | None:
+    p = Path(path)
+    if not p.exists():
+        log.warning("missing input %s; its panel is left empty", p)
+        return None
+    try:
+        return pd.read_csv(p)
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
+
+
+def read_rates(confusion_dir, task: str, models: Sequence[str] | None = None,
+               features: int = 1) -> dict[str, pd.DataFrame]:
+    """``{model: rates table}`` of one task from a ``metrics/confusion`` folder (density models with
+    ``features``, falling back to 1; for a model with several inputs, ``grid`` before ``random``)."""
+    out: dict[str, pd.DataFrame] = {}
+    folder = Path(confusion_dir)
+    if not folder.is_dir():
+        return out
+    files = sorted(folder.glob(f"*-{task}-*-f{features}-rates.csv"), key=lambda q: ("-random-" in q.name, q.name))
+    if features != 1:
+        files += sorted(folder.glob(f"*-{task}-*-f1-rates.csv"), key=lambda q: ("-random-" in q.name, q.name))
+    for p in files:
+        model = p.name.split(f"-{task}-")[0]
+        if models is not None and model not in models:
+            continue
+        out.setdefault(model, pd.read_csv(p, index_col=0))
+    return out
+
+
+def read_histories(paths: Sequence[str]) -> pd.DataFrame:
+    """history.csv files of ``{ds}/models/{model}/{task}/{input}-f{features}/`` with key columns added."""
+    frames = []
+    for path in paths:
+        p = Path(path)
+        h = _read_csv(p)
+        if h is None or h.empty:
+            continue
+        tag = p.parent.name
+        h = h.assign(dataset=p.parents[4].name, model=p.parents[2].name, task=p.parents[1].name,
+                     input=tag.rsplit("-f", 1)[0], features=int(tag.rsplit("-f", 1)[1]))
+        frames.append(h)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def run_figure(which: str, inputs: Mapping[str, Sequence[str]], outputs: Mapping[str, str],
+               params: Mapping | None = None) -> None:
+    """Entry point of ``workflow/scripts/figure.py``: build figure or table ``which`` from rule files.
+
+    ``params['datasets']`` lists the data sets in the order of the per-data-set ``inputs`` lists.
+    """
+    params = dict(params or {})
+    datasets = list(params.get("datasets", []))
+    png, pdf = outputs.get("png"), outputs.get("pdf")
+    feats = int(params.get("features", 1))
+    if which == "fig3":
+        tabs = {ds: _read_csv(p) for ds, p in zip(datasets, inputs["classification"])}
+        plot_fig3(tabs, png, pdf, features=int(params.get("features", 1)), f1=params.get("f1", "macro_f1"))
+    elif which == "fig4":
+        rates = {ds: read_rates(d, "crystal_system", features=feats) for ds, d in zip(datasets, inputs["confusion"])}
+        models = params.get("models") or None
+        plot_fig4({ds: {m: r.get(m) for m in (models or r)} for ds, r in rates.items()}, png, pdf,
+                  models=models)
+    elif which == "fig4_supp":
+        rates = {ds: {t: read_rates(d, t, features=feats) for t in ("extinction_group", "space_group")}
+                 for ds, d in zip(datasets, inputs["confusion"])}
+        rates = {ds: {t: r for t, r in v.items() if r} for ds, v in rates.items()}
+        plot_fig4_supp({ds: v for ds, v in rates.items() if v}, png, pdf)
+    elif which == "figS7":
+        plot_figS7({ds: _read_csv(p) for ds, p in zip(datasets, inputs["distribution"])}, png, pdf)
+    elif which == "figS8":
+        frames = [_read_csv(p) for p in inputs["sweep"]]
+        frames = [f for f in frames if f is not None and len(f)]
+        plot_figS8(pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(), png, pdf)
+    elif which == "figS11":
+        plot_figS11(read_histories(list(inputs["history"])), png, pdf)
+    elif which == "tables":
+        cls = [f for f in (_read_csv(p) for p in inputs["classification"]) if f is not None and len(f)]
+        reg = [f for f in (_read_csv(p) for p in inputs["regression"]) if f is not None and len(f)]
+        write_tables(pd.concat(cls, ignore_index=True) if cls else pd.DataFrame(),
+                     pd.concat(reg, ignore_index=True) if reg else pd.DataFrame(), outputs)
+    else:
+        raise ValueError(f"unknown figure {which!r}")
+    log.info("%s written: %s", which, ", ".join(str(v) for v in outputs.values()))

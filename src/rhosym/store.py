@@ -1,0 +1,183 @@
+"""Generic zarr v3 helpers shared by every per-shard store (density, samples, XRD, graphs).
+
+Conventions (``docs/formats.md``, "Per-shard stores of later stages"):
+
+* a store is a zarr v3 **group** (a directory);
+* it is written to ``<path>.tmp-<pid>`` and renamed to ``<path>`` only when complete, so a killed job
+  never leaves a store that looks whole (an old ``<path>`` is replaced);
+* arrays are compressed with zstd through blosc (:func:`compressors`);
+* the group attributes hold ``ids`` (ok ids in store order), ``rejected`` (``{id: reason}``),
+  ``counts`` (``{"ok": n, "rejected": m}``) and stage-specific metadata.
+
+Typical use::
+
+    group, finalize = open_new_store("results/x/shard-00000.zarr")
+    write_array(group, "patterns", data)
+    group.attrs.update({"ids": ids, "rejected": rejected, "counts": counts})
+    finalize()                       # rename .tmp-<pid> -> final path
+
+or, for stores that fit in memory, ``write_store(path, {"xyz": xyz, ...}, attrs)``; read back with
+``read_store(path)`` (all arrays as numpy + attrs) or ``open_store(path)`` (lazy zarr group).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger("rhosym.store")
+
+ZSTD_LEVEL = 5
+
+
+def compressors(level: int = ZSTD_LEVEL) -> list:
+    """The project's compressor list: zstd through blosc with byte shuffle."""
+    from zarr.codecs import BloscCodec
+
+    return [BloscCodec(cname="zstd", clevel=level, shuffle="shuffle")]
+
+
+def _tmp_path(path: Path) -> Path:
+    return path.with_name(f"{path.name}.tmp-{os.getpid()}")
+
+
+def open_new_store(path: str | Path) -> tuple[Any, Callable[[], Path]]:
+    """Create an empty zarr v3 group at ``<path>.tmp-<pid>``.
+
+    Returns ``(group, finalize)``; ``finalize()`` renames the temporary directory to ``path`` (replacing
+    an old store) and returns ``path``. If the caller never finalizes (an exception), call
+    :func:`discard` or use :func:`new_store` (a context manager that cleans up on error).
+    """
+    import zarr
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_path(path)
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
+
+    def finalize() -> Path:
+        if path.exists():
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        os.rename(tmp, path)
+        log.info("wrote %s (%.1f MB)", path, store_bytes(path) / 1e6)
+        return path
+
+    return group, finalize
+
+
+def discard(path: str | Path) -> None:
+    """Remove the temporary directory of ``path`` left by this process, if any."""
+    tmp = _tmp_path(Path(path))
+    if tmp.exists():
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+class new_store:  # noqa: N801 - used as a context manager
+    """``with new_store(path) as group: ...``: finalized on success, temporary removed on error."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def __enter__(self):
+        self.group, self._finalize = open_new_store(self.path)
+        return self.group
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self._finalize()
+        else:
+            discard(self.path)
+        return False
+
+
+def write_array(group, name: str, data: np.ndarray, chunks: tuple[int, ...] | None = None,
+                attrs: dict | None = None):
+    """Write ``data`` as a compressed array ``name`` of ``group``; returns the zarr array.
+
+    ``chunks`` defaults to about 1 M elements per chunk along the first axis (whole rows).
+    Empty arrays are stored with a chunk of 1 along each axis.
+    """
+    data = np.asarray(data)
+    if chunks is None:
+        chunks = default_chunks(data.shape, data.dtype.itemsize)
+    arr = group.create_array(name, shape=data.shape, dtype=data.dtype, chunks=chunks,
+                             compressors=compressors())
+    if data.size:
+        arr[...] = data
+    if attrs:
+        arr.attrs.update(jsonable(attrs))
+    return arr
+
+
+def default_chunks(shape: tuple[int, ...], itemsize: int = 4, target_bytes: int = 4 << 20) -> tuple[int, ...]:
+    """Chunks of about ``target_bytes``: whole trailing axes, split along the first."""
+    if not shape:
+        return ()
+    shape = tuple(max(1, int(s)) for s in shape)
+    row = int(np.prod(shape[1:], dtype=np.int64)) * itemsize if len(shape) > 1 else itemsize
+    first = max(1, min(shape[0], target_bytes // max(row, 1)))
+    return (first,) + shape[1:]
+
+
+def jsonable(obj):
+    """Convert numpy scalars/arrays (nested in dicts, lists) to plain Python for zarr attributes."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    return obj
+
+
+def write_store(path: str | Path, arrays: dict[str, np.ndarray], attrs: dict) -> Path:
+    """Write a whole store at once (atomically): ``arrays`` by name, group ``attrs``."""
+    with new_store(path) as group:
+        for name, data in arrays.items():
+            write_array(group, name, data)
+        group.attrs.update(jsonable(attrs))
+    return Path(path)
+
+
+def open_store(path: str | Path):
+    """The zarr group of a finished store, read-only (lazy)."""
+    import zarr
+
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"no store at {path}")
+    return zarr.open_group(str(path), mode="r", zarr_format=3)
+
+
+def read_attrs(path: str | Path) -> dict:
+    """The group attributes of a store as a plain dict."""
+    return dict(open_store(path).attrs)
+
+
+def read_store(path: str | Path, names: list[str] | None = None) -> tuple[dict[str, np.ndarray], dict]:
+    """All (or the named) top-level arrays of a store as numpy arrays, and its attributes."""
+    group = open_store(path)
+    names = list(group.array_keys()) if names is None else names
+    return {n: np.asarray(group[n][...]) for n in names}, dict(group.attrs)
+
+
+def store_bytes(path: str | Path) -> int:
+    """Bytes on disk of a store (all files under it)."""
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        total += sum(os.path.getsize(os.path.join(root, f)) for f in files)
+    return total

@@ -1,0 +1,156 @@
+"""Down-sampling: counts, seeds, voxel indices, features; dense vs direct path; CHGCAR channels."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from pymatgen.core import Lattice, Structure
+
+from rhosym.density import DirectModel, iter_density_store, run_density_shard
+from rhosym.sampling import cell_origin, n_points, read_sample, sample_cfg, write_sample_store
+
+CFG = {"threshold": 0.05, "points_per_A3": 5.0, "min_points": 300, "max_points": 2000, "voxel": 0.5,
+       "frame": 32.0}
+
+
+def structures():
+    nacl = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    hexa = Structure(Lattice.hexagonal(3.2, 5.2), ["Mg", "Mg"], [[1 / 3, 2 / 3, 0.25], [2 / 3, 1 / 3, 0.75]])
+    mono = Structure(Lattice.from_parameters(4.1, 5.0, 6.2, 90, 104, 90), [{"Fe": 0.6, "Ni": 0.4}, "O"],
+                     [[0.1, 0.2, 0.3], [0.6, 0.7, 0.8]])
+    return {"nacl": nacl, "hexa": hexa, "mono": mono}
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("samp")
+    rows = [{"id": k, "kind": "synthetic", "status": "ok", "structure": json.dumps(s.as_dict()),
+             "chgcar_path": None} for k, s in structures().items()]
+    ingest = tmp / "shard-00000.parquet"
+    pd.DataFrame(rows).to_parquet(ingest)
+    dense = tmp / "density.zarr"
+    run_density_shard(ingest, dense, {"spacing": 0.15})
+    return tmp, ingest, dense
+
+
+def test_random_dense(stores):
+    tmp, _, dense = stores
+    out = tmp / "random.zarr"
+    assert write_sample_store(dense, out, "random", CFG, seed=3) == {"ok": 3, "rejected": 0}
+    arrays, attrs = read_sample(out)
+    assert attrs["ids"] == ["nacl", "hexa", "mono"] and attrs["spatial_shape"] == [64, 64, 64]
+    assert attrs["channels"] == ["total"] and attrs["source"] == "dense"
+    cfg = sample_cfg(CFG)
+    dens = {sid: (rho, a) for sid, rho, a in iter_density_store(dense)}
+    for i, sid in enumerate(attrs["ids"]):
+        xyz, f, v = read_sample(out, i)
+        s = structures()[sid]
+        assert len(xyz) == n_points(s.volume, cfg)
+        assert xyz.dtype == np.float32 and f.shape == (len(xyz), 1) and v.dtype == np.int32
+        assert (f[:, 0] > CFG["threshold"]).all()
+        assert (v >= 0).all() and (v < 64).all()
+        # voxels are floor((xyz - origin) / voxel) as [z, y, x]
+        ijk = np.floor((xyz.astype(np.float64) - cell_origin(s.lattice.matrix)) / 0.5).astype(int)
+        assert (np.abs(ijk[:, ::-1] - v) <= 1).all() and (ijk[:, ::-1] == v).mean() > 0.99
+        # features are the dense grid values at those grid points
+        rho, _ = dens[sid]
+        frac = xyz.astype(np.float64) @ np.linalg.inv(s.lattice.matrix)
+        idx = np.round(frac * np.array(rho.shape[1:])).astype(int) % np.array(rho.shape[1:])
+        np.testing.assert_allclose(rho[0][tuple(idx.T)], f[:, 0], rtol=1e-6)
+        assert len(np.unique(idx, axis=0)) == len(idx)  # without replacement
+    # seeded per structure: same again, other seed differs
+    out2 = tmp / "random2.zarr"
+    write_sample_store(dense, out2, "random", CFG, seed=3)
+    np.testing.assert_array_equal(read_sample(out2)[0]["xyz"], arrays["xyz"])
+    out3 = tmp / "random3.zarr"
+    write_sample_store(dense, out3, "random", CFG, seed=4)
+    assert not np.array_equal(read_sample(out3)[0]["xyz"], arrays["xyz"])
+
+
+def test_grid_dense_mean_per_voxel(stores):
+    tmp, _, dense = stores
+    out = tmp / "grid.zarr"
+    write_sample_store(dense, out, "grid", CFG)
+    arrays, attrs = read_sample(out)
+    assert np.all(np.diff(arrays["offsets"]) > 0)
+    for i, (_sid, rho, a) in enumerate(iter_density_store(dense)):
+        xyz, f, v = read_sample(out, i)
+        assert len(np.unique(v, axis=0)) == len(v)  # one point per voxel
+        # brute force: all grid points above threshold binned with pandas
+        n = rho.shape[1:]
+        ijk = np.stack(np.meshgrid(*[np.arange(k) for k in n], indexing="ij"), -1).reshape(-1, 3)
+        cart = (ijk / np.array(n)) @ np.asarray(a["cell"])
+        val = rho[0].reshape(-1).astype(np.float64)
+        keep = val > CFG["threshold"]
+        origin = cell_origin(np.asarray(a["cell"]))
+        vox = np.floor((cart[keep] - origin) / 0.5).astype(int)
+        df = pd.DataFrame({"x": vox[:, 0], "y": vox[:, 1], "z": vox[:, 2], "v": val[keep]})
+        ref = df.groupby(["z", "y", "x"])["v"].mean()
+        assert len(ref) == len(v)
+        got = pd.Series(f[:, 0], index=pd.MultiIndex.from_arrays(v.T.astype(int), names=["z", "y", "x"]))
+        np.testing.assert_allclose(got.sort_index().to_numpy(), ref.sort_index().to_numpy(), rtol=1e-5)
+        # voxel centres
+        np.testing.assert_allclose(xyz, origin + (v[:, ::-1] + 0.5) * 0.5, atol=1e-4)
+
+
+def test_direct_path(stores):
+    tmp, ingest, dense = stores
+    out_r = tmp / "random_direct.zarr"
+    assert write_sample_store(ingest, out_r, "random", CFG, seed=1, direct=True,
+                              density={"b_iso": 0.5})["ok"] == 3
+    arrays, attrs = read_sample(out_r)
+    assert attrs["source"] == "direct"
+    for i, sid in enumerate(attrs["ids"]):
+        s = structures()[sid]
+        xyz, f, v = read_sample(out_r, i)
+        assert len(xyz) == n_points(s.volume, sample_cfg(CFG)) and (f[:, 0] > CFG["threshold"]).all()
+        frac = xyz.astype(np.float64) @ np.linalg.inv(s.lattice.matrix)
+        assert (frac > -1e-5).all() and (frac < 1 + 1e-5).all()
+        np.testing.assert_allclose(DirectModel.from_structure(s)(xyz.astype(np.float64)), f[:, 0], rtol=1e-4)
+        assert (v >= 0).all() and (v < 64).all()
+    # grid: voxel centres vs the mean over grid points of the dense path
+    out_g, out_gd = tmp / "grid_direct.zarr", tmp / "grid_dense.zarr"
+    write_sample_store(ingest, out_g, "grid", {**CFG, "threshold": 0.0}, direct=True)
+    write_sample_store(dense, out_gd, "grid", {**CFG, "threshold": 0.0})
+    for i in range(3):
+        xyz1, f1, v1 = read_sample(out_g, i)
+        xyz2, f2, v2 = read_sample(out_gd, i)
+        a = pd.Series(f1[:, 0], index=pd.MultiIndex.from_arrays(v1.T.astype(int)))
+        b = pd.Series(f2[:, 0], index=pd.MultiIndex.from_arrays(v2.T.astype(int)))
+        common = a.index.intersection(b.index)
+        assert len(common) > 0.7 * len(b) and len(common) > 0.7 * len(a)  # boundary voxels differ
+        ratio = a[common].to_numpy() / b[common].to_numpy()
+        assert np.median(np.abs(np.log(ratio))) < 0.1
+
+
+def test_frame_too_small_rejected(stores):
+    tmp, _, dense = stores
+    out = tmp / "small.zarr"
+    counts = write_sample_store(dense, out, "grid", {**CFG, "frame": 6.0})
+    attrs = read_sample(out)[1]
+    assert counts == {"ok": 2, "rejected": 1} and "frame" in attrs["rejected"]["mono"]
+
+
+def test_chgcar_four_channels_and_cli(tmp_path, repo_root):
+    from rhosym.cli import main
+
+    fx = repo_root / "resources" / "fixtures" / "mp_tiny"
+    rows = [{"id": p.name.split("_")[0], "kind": "mp_chgcar", "status": "ok", "structure": None,
+             "chgcar_path": str(p)} for p in sorted(fx.glob("*CHGCAR.gz"))[3:7]]
+    ingest = tmp_path / "shard-00000.parquet"
+    pd.DataFrame(rows).to_parquet(ingest)
+    dense = tmp_path / "d.zarr"
+    assert run_density_shard(ingest, dense, {})["ok"] == 4
+    out = tmp_path / "s.zarr"
+    assert main(["sample", str(dense), "--method", "random", "--out", str(out), "--threshold", "0.0",
+                 "--min-points", "200", "--max-points", "200"]) == 0
+    arrays, attrs = read_sample(out)
+    assert attrs["channels"] == ["total", "magnetization", "up", "down"]
+    f = arrays["features"]
+    assert f.shape == (800, 4)
+    np.testing.assert_allclose(f[:, 2] - f[:, 3], f[:, 1], atol=1e-5)
+    np.testing.assert_allclose(f[:, 2] + f[:, 3], f[:, 0], atol=1e-5)
+    spin = np.diff(arrays["offsets"])
+    assert (np.abs(f[: spin[0], 1]) == 0).all()  # mp-90004 is non-spin
+    assert (f[spin[0]:, 1] != 0).any()

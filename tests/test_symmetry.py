@@ -1,0 +1,291 @@
+"""Symmetry labels and the 230 -> 101 extinction-group table (rhosym.symmetry)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rhosym import symmetry
+from rhosym.cli import main
+
+
+@pytest.fixture(scope="module")
+def fresh():
+    return symmetry.compute_extinction_table()
+
+
+@pytest.fixture(scope="module")
+def table():
+    return symmetry.load_extinction_table()
+
+
+def _group(df, sg):
+    return int(df.loc[df.space_group == sg, "extinction_group"].iloc[0])
+
+
+# ------------------------------------------------------------------------------------------------
+# crystal systems
+
+
+def test_crystal_system_boundaries():
+    assert symmetry.CRYSTAL_SYSTEMS == ("triclinic", "monoclinic", "orthorhombic", "tetragonal", "trigonal",
+                                        "hexagonal", "cubic")
+    expect = {1: "triclinic", 2: "triclinic", 3: "monoclinic", 15: "monoclinic", 16: "orthorhombic",
+              74: "orthorhombic", 75: "tetragonal", 142: "tetragonal", 143: "trigonal", 167: "trigonal",
+              168: "hexagonal", 194: "hexagonal", 195: "cubic", 230: "cubic"}
+    for sg, cs in expect.items():
+        assert symmetry.crystal_system(sg) == cs
+    for bad in (0, 231):
+        with pytest.raises(ValueError):
+            symmetry.crystal_system(bad)
+
+
+def test_crystal_system_agrees_with_spglib():
+    import spglib
+    from pymatgen.symmetry.groups import SpaceGroup
+
+    for hall in range(1, 531, 7):
+        sg = spglib.get_spacegroup_type(hall).number
+        assert symmetry.crystal_system(sg) == SpaceGroup.from_int_number(sg).crystal_system
+
+
+# ------------------------------------------------------------------------------------------------
+# the table
+
+
+def test_shipped_tables_equal_fresh_computation(fresh):
+    pkg, repo = symmetry.table_paths()
+    assert pkg.is_file() and repo.is_file()
+    assert pkg.read_text() == repo.read_text()
+    shipped = pd.read_csv(repo)
+    assert list(shipped.columns) == list(symmetry.TABLE_COLUMNS)
+    pd.testing.assert_frame_equal(shipped, fresh)
+    pd.testing.assert_frame_equal(symmetry.load_extinction_table(), fresh)
+
+
+def test_counts_per_crystal_system(fresh):
+    assert len(fresh) == 230 and list(fresh.space_group) == list(range(1, 231))
+    assert sorted(fresh.extinction_group.unique()) == list(range(1, 102))
+    counts = fresh.groupby("crystal_system").extinction_group.nunique().to_dict()
+    assert counts == {"triclinic": 1, "monoclinic": 6, "orthorhombic": 33, "tetragonal": 31, "trigonal": 6,
+                      "hexagonal": 7, "cubic": 17}
+    assert sum(counts.values()) == 101
+    # a group never spans two crystal systems; one symbol per group, distinct across groups
+    assert (fresh.groupby("extinction_group").crystal_system.nunique() == 1).all()
+    assert (fresh.groupby("extinction_group").extinction_symbol.nunique() == 1).all()
+    assert fresh.extinction_symbol.nunique() == 101
+
+
+def test_ids_ordered_by_lowest_space_group(fresh):
+    lowest = fresh.groupby("extinction_group").space_group.min()
+    assert list(lowest.index) == list(range(1, 102))
+    assert lowest.is_monotonic_increasing
+
+
+def test_standard_settings_alone_give_112():
+    """Without the other settings (axis permutations, cell choices) absences split 112 ways."""
+    hkl = symmetry._hkl_box(6)
+    seen = {}
+    for s in symmetry._settings():
+        if s["number"] in seen:
+            continue  # lowest Hall number = standard setting
+        seen[s["number"]] = (symmetry.crystal_system(s["number"]),
+                             symmetry._absent_mask(s["rotations"], s["t12"], hkl).tobytes())
+    assert len(seen) == 230
+    assert len(set(seen.values())) == 112
+
+
+def test_rhombohedral_axes_would_merge_R_with_P():
+    """Absences of R3 on rhombohedral axes (none) equal those of P3: those settings must stay out."""
+    df = symmetry.compute_extinction_table(rhombohedral_axes=True)
+    assert df.extinction_group.nunique() == 100
+    assert _group(df, 146) == _group(df, 143)
+
+
+@pytest.mark.parametrize("box", [4, 8])
+def test_box_is_large_enough(box, fresh, monkeypatch):
+    monkeypatch.setattr(symmetry, "_BOX", box)
+    pd.testing.assert_frame_equal(symmetry.compute_extinction_table(), fresh)
+
+
+def test_box_of_three_is_too_small(monkeypatch):
+    monkeypatch.setattr(symmetry, "_BOX", 3)
+    assert symmetry.compute_extinction_table().extinction_group.nunique() == 98
+
+
+def test_absences_agree_with_gemmi():
+    """Our absence rule on every Hall setting (rhombohedral axes too) vs gemmi's is_systematically_absent."""
+    import gemmi
+
+    hkl = symmetry._hkl_box(3)
+    n = 0
+    for s in symmetry._settings(rhombohedral_axes=True):
+        ops = gemmi.symops_from_hall(s["hall_symbol"])
+        ref = np.array([ops.is_systematically_absent([int(x) for x in h]) for h in hkl])
+        np.testing.assert_array_equal(symmetry._absent_mask(s["rotations"], s["t12"], hkl), ref,
+                                      err_msg=f"Hall {s['hall']}")
+        n += 1
+    assert n == 530
+
+
+@pytest.mark.parametrize("sgs", [
+    (1, 2),                      # P1, P-1
+    (3, 6, 10),                  # P2, Pm, P2/m: no conditions
+    (4, 11),                     # P21, P21/m: 0k0 k=2n
+    (7, 13),                     # Pc, P2/c (Pn, Pa, P2/n, P2/a in other cell choices)
+    (5, 8, 12),                  # C2, Cm, C2/m
+    (9, 15),                     # Cc, C2/c
+    (16, 25, 47),                # P222, Pmm2, Pmmm
+    (29, 57),                    # Pca21, Pbcm (as Pcam)
+    (33, 62),                    # Pna21, Pnma (as Pnam)
+    (36, 40, 63),                # Cmc21, Ama2 (as Cc2m), Cmcm
+    (85, 129),                   # P4/n, P4/nmm
+    (76, 78, 91, 95),            # P41, P43, P4122, P4322
+    (144, 145, 151, 152, 153, 154),  # P31, P32 and their 12/21 groups
+    (161, 167),                  # R3c, R-3c
+    (186, 190, 194),             # P63mc, P-62c, P63/mmc
+    (196, 202, 209, 216, 225),   # F23, Fm-3, F432, F-43m, Fm-3m
+    (203, 227),                  # Fd-3, Fd-3m
+    (198, 208),                  # P213, P4232: h00 h=2n
+])
+def test_known_shared_groups(table, sgs):
+    assert len({_group(table, sg) for sg in sgs}) == 1
+    members = set(table.loc[table.extinction_group == _group(table, sgs[0]), "space_group"])
+    assert members == set(sgs)
+
+
+@pytest.mark.parametrize("sg", [14, 43, 70, 88, 141, 142, 228, 230])
+def test_groups_alone(table, sg):
+    """P21/c (P21/n, P21/a are the same space group), Fdd2, Fddd, I41/a, I41/amd, I41/acd, Fd-3c, Ia-3d."""
+    assert (table.extinction_group == _group(table, sg)).sum() == 1
+
+
+def test_p21c_settings_differ_but_stay_one_group(table):
+    """P21/c, P21/n, P21/a (cell choices of No. 14) have different absence sets; each is alone."""
+    hkl = symmetry._hkl_box(4)
+    masks = {s["choice"]: symmetry._absent_mask(s["rotations"], s["t12"], hkl).tobytes()
+             for s in symmetry._settings() if s["number"] == 14}
+    assert len(set(masks.values())) == len(masks) == 9  # 3 unique axes x 3 cell choices
+
+
+def test_symbols(table):
+    sym = symmetry.extinction_symbol
+    assert sym(1) == "-1 P"
+    assert sym(14) == "2/m P|h0l:l=2n|0k0:k=2n"
+    assert sym(29) == sym(57) == "mmm P|0kl:l=2n|h0l:h=2n"
+    assert sym(70) == "mmm F|0kl:k,l=2n; k+l=4n|h0l:h,l=2n; h+l=4n|hk0:h,k=2n; h+k=4n"
+    assert sym(141) == "4/mmm I|hk0:h,k=2n|hhl:2h+l=4n"
+    assert sym(161) == "-3m R|h-h0l:l=2n; h+l=3n"
+    assert sym(143) != sym(168)  # trigonal and hexagonal P without conditions
+    assert sym(227) == "m-3m F|0kl:k,l=2n; k+l=4n|h00:h=4n"
+    assert symmetry.extinction_group(225) == symmetry.extinction_group(196)
+    with pytest.raises(ValueError):
+        symmetry.extinction_group(0)
+
+
+# ------------------------------------------------------------------------------------------------
+# labelling structures
+
+
+def _fcc(a):
+    from pymatgen.core import Lattice
+
+    return Lattice([[0, a / 2, a / 2], [a / 2, 0, a / 2], [a / 2, a / 2, 0]])
+
+
+def test_label_nacl():
+    from pymatgen.core import Structure
+
+    s = Structure(_fcc(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    lab = symmetry.label_structure(s)
+    assert lab == {"space_group": 225, "symbol": "Fm-3m", "crystal_system": "cubic",
+                   "extinction_group": symmetry.extinction_group(225),
+                   "extinction_symbol": symmetry.extinction_symbol(225)}
+    assert lab["extinction_symbol"] == "m-3m F"
+
+
+def test_label_disordered_nacl():
+    from pymatgen.core import Structure
+
+    s = Structure(_fcc(5.64), [{"Na": 0.5, "K": 0.5}, "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    assert symmetry.label_structure(s)["space_group"] == 225
+
+
+def test_label_si_diamond():
+    from pymatgen.core import Structure
+
+    s = Structure(_fcc(5.43), ["Si", "Si"], [[0, 0, 0], [0.25, 0.25, 0.25]])
+    lab = symmetry.label_structure(s)
+    assert (lab["space_group"], lab["symbol"], lab["crystal_system"]) == (227, "Fd-3m", "cubic")
+    assert lab["extinction_group"] == symmetry.extinction_group(203)
+
+
+def test_label_monoclinic():
+    from pymatgen.core import Lattice, Structure
+
+    s = Structure.from_spacegroup("P2_1/c", Lattice.monoclinic(5.15, 5.21, 5.31, 99.2), ["Zr", "O", "O"],
+                                  [[0.276, 0.040, 0.208], [0.070, 0.332, 0.345], [0.450, 0.757, 0.479]])
+    lab = symmetry.label_structure(s)
+    assert (lab["space_group"], lab["symbol"], lab["crystal_system"]) == (14, "P2_1/c", "monoclinic")
+    assert lab["extinction_symbol"] == "2/m P|h0l:l=2n|0k0:k=2n"
+
+
+def test_label_hexagonal_wurtzite():
+    from pymatgen.core import Lattice, Structure
+
+    s = Structure.from_spacegroup("P6_3mc", Lattice.hexagonal(3.25, 5.21), ["Zn", "O"],
+                                  [[1 / 3, 2 / 3, 0.0], [1 / 3, 2 / 3, 0.382]])
+    lab = symmetry.label_structure(s)
+    assert (lab["space_group"], lab["symbol"], lab["crystal_system"]) == (186, "P6_3mc", "hexagonal")
+    assert lab["extinction_group"] == symmetry.extinction_group(194)
+
+
+def test_label_failure_is_value_error():
+    from pymatgen.core import Lattice, Structure
+
+    s = Structure(Lattice.cubic(3.0), ["Na", "Na"], [[0, 0, 0], [0, 0, 0]])
+    with pytest.raises(ValueError, match=r"spglib \(symprec=0.1, angle_tolerance=5.0\)") as err:
+        symmetry.label_structure(s)
+    assert "\n" not in str(err.value)
+
+
+# ------------------------------------------------------------------------------------------------
+# CLI
+
+
+def test_cli_symmetry_table(capsys, table):
+    assert main(["symmetry-table"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0] == "space_group,crystal_system,extinction_group,extinction_symbol"
+    assert len(lines) == 231
+    pd.testing.assert_frame_equal(pd.read_csv(io.StringIO(out)), table)
+
+
+def test_cli_recompute(capsys, table):
+    assert main(["symmetry-table", "--recompute"]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(io.StringIO(capsys.readouterr().out)), table)
+
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.mark.shared
+def test_label_mp20_matches_materials_project():
+    """MP-20 rows (P1 primitive cells): our labels equal the space group MP computed (spglib, symprec 0.1)."""
+    csv = SHARED / "mp20_public" / "mp20_public.csv"
+    if not csv.is_file():
+        pytest.skip(f"../shared/data is absent: {csv}")
+    from pymatgen.core import Structure
+
+    df = pd.read_csv(csv, nrows=120)
+    got = [symmetry.label_structure(Structure.from_str(c, fmt="cif")) for c in df["cif"]]
+    assert [g["space_group"] for g in got] == df["spacegroup.number"].tolist()
+    assert len({g["crystal_system"] for g in got}) >= 5
+    for g in got:
+        assert g["extinction_group"] == symmetry.extinction_group(g["space_group"])
+        assert g["crystal_system"] == symmetry.crystal_system(g["space_group"])
