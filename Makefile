@@ -32,10 +32,10 @@ pytest: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 dryrun: $(STAMP)
-	$(SMK) --profile profiles/local -n all --quiet rules
+	$(SMK) all --profile profiles/local -n --quiet rules
 
 tiny: $(STAMP)
-	$(SMK) --profile profiles/local --configfile config.tiny.yaml all
+	$(SMK) all --profile profiles/local --configfile config.tiny.yaml
 
 test-slurm: $(STAMP)
 	bash tests/slurm/run.sh

@@ -220,6 +220,7 @@ def plot_fig4(rates: Mapping[str, Mapping[str, pd.DataFrame | None]], out_png, o
                 continue
             a = np.asarray(mat, dtype=float)
             im = ax.imshow(a, cmap="Blues", vmin=0, vmax=1)
+            _grey_absent_rows(ax, a)
             if annotate:
                 for (r, c), v in np.ndenumerate(a):
                     if v >= 0.005:
@@ -238,8 +239,9 @@ def plot_fig4(rates: Mapping[str, Mapping[str, pd.DataFrame | None]], out_png, o
     from matplotlib.patches import Patch
 
     fig.legend(handles=[Patch(fill=False, edgecolor="#ffc20a", lw=2,
-                              label="Seattle zone (triclinic, monoclinic, orthorhombic)")],
-               loc="outside upper left", frameon=False)
+                              label="Seattle zone (triclinic, monoclinic, orthorhombic)"),
+                        Patch(facecolor="0.82", label="grey row: no test structure of that class")],
+               loc="outside upper left", frameon=False, ncol=2)
     save(fig, out_png, out_pdf)
     return fig
 
@@ -248,6 +250,17 @@ def _cmap_white_zero():
     from matplotlib import colormaps
 
     return colormaps["Blues"].with_extremes(bad="white")  # exact zeros are masked: no hit stays white
+
+
+def _grey_absent_rows(ax, a: np.ndarray, grey: str = "0.82") -> int:
+    """Shade the rows of classes with no test structure (all-zero rows of a row-normalized matrix)."""
+    from matplotlib.colors import ListedColormap
+
+    absent = a.sum(axis=1) == 0
+    if absent.any():
+        over = np.where(absent[:, None], 1.0, np.nan) * np.ones((1, a.shape[1]))
+        ax.imshow(over, cmap=ListedColormap([grey]), vmin=0, vmax=1, interpolation="nearest", zorder=2)
+    return int(absent.sum())
 
 
 def _class_boundaries(task: str) -> np.ndarray:
@@ -302,6 +315,7 @@ def plot_fig4_supp(rates: Mapping[str, Mapping[str, Mapping[str, pd.DataFrame | 
             a = np.asarray(mat, dtype=float)
             n = a.shape[0]
             im = ax.imshow(np.ma.masked_equal(a, 0.0), cmap=cmap, norm=norm, interpolation="nearest")
+            _grey_absent_rows(ax, a, "0.9")
             for b in _class_boundaries(task):
                 ax.axhline(b, color="0.55", lw=0.35)
                 ax.axvline(b, color="0.55", lw=0.35)
@@ -349,7 +363,8 @@ def plot_figS7(distributions: Mapping[str, pd.DataFrame], out_png, out_pdf=None)
                    hatch=hatch[s], edgecolor="black", lw=0.5, label=f"{s} (n={int(tot)})")
         ax.set_xticks(range(7), CS_SHORT)
         ax.set_ylabel(f"{ds}\nshare of split (%)")
-        ax.legend(frameon=False, loc="upper right")
+        ax.set_ylim(0, ax.get_ylim()[1] * 1.22)  # headroom for the legend
+        ax.legend(frameon=False, loc="upper center", ncol=len(splits), fontsize=7, handlelength=1.5)
         ax.grid(axis="y", color="0.88", lw=0.5)
         ax.set_axisbelow(True)
         if i == 0:
@@ -365,6 +380,7 @@ def plot_figS7(distributions: Mapping[str, pd.DataFrame], out_png, out_pdf=None)
             share = 100 * c.to_numpy(dtype=float) / tot if tot else np.zeros(230)
             ax.step(x, share, where="mid", color=greys[s] if s != "test" else "0.45", ls=_LINESTYLES[k % 3],
                     lw=0.9, label=s)
+        ax.set_ylim(0, ax.get_ylim()[1] * 1.25)
         top = ax.get_ylim()[1]
         for b, name, width in zip(np.concatenate([[0.5], np.cumsum(SG_PER_CS) + 0.5]), [*CS_SHORT, ""],
                                   [*SG_PER_CS, 0]):
@@ -373,7 +389,7 @@ def plot_figS7(distributions: Mapping[str, pd.DataFrame], out_png, out_pdf=None)
                 ax.text(b + 1, top * 0.97, name, fontsize=6.5, va="top", color="0.3")
         ax.set_xlim(0.5, 230.5)
         ax.set_ylabel("share of split (%)")
-        ax.legend(frameon=False, loc="upper right", bbox_to_anchor=(1.0, 0.88))
+        ax.legend(frameon=False, loc="upper right", bbox_to_anchor=(1.0, 0.9), ncol=len(splits), fontsize=7)
         if i == 0:
             ax.set_title("Space groups")
         if i == len(datasets) - 1:
@@ -403,12 +419,20 @@ def plot_figS8(sweep: pd.DataFrame, out_png, out_pdf=None):
                 _no_data(ax)
             else:
                 sub["label"] = _variant_labels(sub)
+                seen: dict[str, int] = {}
                 for k, (lab, g) in enumerate(sub.groupby("label", sort=False)):
                     st = model_style(g["model"].iloc[0])
+                    v = seen[g["model"].iloc[0]] = seen.get(g["model"].iloc[0], -1) + 1
                     g = g.sort_values("max_points")
                     ax.plot(g["max_points"], 100 * g["top1"], marker=st["marker"], color=st["color"],
-                            ls=_LINESTYLES[k % 3], mec="black", mew=0.5, label=lab.replace("\n", " "))
+                            mfc="white" if v % 2 else st["color"], ls=_LINESTYLES[k % 3], mec="black", mew=0.5, clip_on=False,
+                            label=lab.replace("\n", " "))
                 ax.set_xscale("log")
+                lo, hi = 100 * sub["top1"].min(), 100 * sub["top1"].max()
+                lo, hi = max(0.0, lo - 5), min(100.0, hi + 5)
+                if hi - lo < 10:
+                    lo, hi = max(0.0, min(lo, hi - 10)), min(100.0, max(hi, lo + 10))
+                ax.set_ylim(lo, hi)
                 ax.grid(color="0.88", lw=0.5)
                 ax.legend(frameon=False)
             if i == 0:
@@ -443,16 +467,18 @@ def plot_figS11(histories: pd.DataFrame, out_png, out_pdf=None):
         labs = _variant_labels(keys)
         axl, axm = axes[i]
         metric_name = "validation metric"
+        seen: dict[str, int] = {}
         for (_, key), lab in zip(keys.iterrows(), labs):
             g = sub[(sub["model"] == key["model"]) & (sub["input"] == key["input"])
                     & (sub["features"] == key["features"])].sort_values("epoch")
             st = model_style(key["model"])
+            k = seen[key["model"]] = seen.get(key["model"], -1) + 1  # variants of a model: hollow markers
+            mk = {"marker": st["marker"], "ms": 3.5, "mfc": "white" if k % 2 else st["color"],
+                  "markevery": max(1, len(g) // 8)}
             lab = lab.replace("\n", " ")
             axl.plot(g["epoch"], g["train_loss"], color=st["color"], ls="-", lw=1.1, label=f"{lab} train")
-            axl.plot(g["epoch"], g["val_loss"], color=st["color"], ls="--", lw=1.1, marker=st["marker"],
-                     ms=3, markevery=max(1, len(g) // 8), label=f"{lab} val")
-            axm.plot(g["epoch"], g["val_metric"], color=st["color"], lw=1.2, marker=st["marker"], ms=3,
-                     markevery=max(1, len(g) // 8), label=lab)
+            axl.plot(g["epoch"], g["val_loss"], color=st["color"], ls="--", lw=1.1, label=f"{lab} val", **mk)
+            axm.plot(g["epoch"], g["val_metric"], color=st["color"], lw=1.2, label=lab, **mk)
             if "metric" in g.columns and g["metric"].notna().any():
                 metric_name = f"validation {g['metric'].dropna().iloc[0]}"
         title = f"{ds}: {TASK_NAMES.get(task, task).lower()}"
@@ -460,14 +486,18 @@ def plot_figS11(histories: pd.DataFrame, out_png, out_pdf=None):
         axm.set_title(f"{title}: {metric_name}")
         axl.set_ylabel("loss")
         axm.set_ylabel(metric_name)
-        if sub["train_loss"].gt(0).all() and sub["val_loss"].gt(0).all():
+        losses = pd.concat([sub["train_loss"], sub["val_loss"]]).dropna()
+        if len(losses) and losses.gt(0).all() and losses.max() / losses.min() > 10:
             from matplotlib.ticker import NullFormatter
 
             axl.set_yscale("log")
             axl.yaxis.set_minor_formatter(NullFormatter())
         for ax in (axl, axm):
+            from matplotlib.ticker import MaxNLocator
+
             ax.grid(color="0.9", lw=0.5)
             ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         axm.legend(frameon=False, fontsize=7, loc="best")
         if i == 0:
             from matplotlib.lines import Line2D

@@ -59,10 +59,16 @@ SMK_PID=""
 cleanup() {
     local rc=$?
     set +e
-    if [ -n "$SMK_PID" ] && kill -0 "$SMK_PID" 2>/dev/null; then kill "$SMK_PID"; wait "$SMK_PID" 2>/dev/null; fi
+    # Snakemake first: SIGTERM stops new submissions; cancelling the jobs of our private cluster
+    # (only this test's jobs are there) makes it return; SIGKILL after 20 s.
+    if [ -n "$SMK_PID" ] && kill -0 "$SMK_PID" 2>/dev/null; then kill -TERM "$SMK_PID"; fi
     if [ -n "${SLURM_CONF:-}" ] && command -v scancel >/dev/null && [ "${#PIDS[@]}" -gt 1 ]; then
-        scancel --quiet --user="$(id -un)" 2>/dev/null  # our private cluster: only this test's jobs
-        sleep 1
+        scancel --quiet --user="$(id -un)" 2>/dev/null
+    fi
+    if [ -n "$SMK_PID" ]; then
+        for _ in $(seq 1 100); do kill -0 "$SMK_PID" 2>/dev/null || break; sleep 0.2; done
+        kill -0 "$SMK_PID" 2>/dev/null && kill -KILL "$SMK_PID"
+        wait "$SMK_PID" 2>/dev/null
     fi
     local i
     for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
@@ -172,6 +178,14 @@ printf '%s\n' "sbatch \$*" >>"$WORK/sbatch-calls.log"
 exec "$REAL_SBATCH" "\$@"
 EOF
 chmod +x "$WORK/bin/sbatch"
+# srun wrapper: the job-step plugin removes every SLURM_* variable, SLURM_CONF included, before it
+# calls srun inside the job; with the config outside /etc/slurm, srun needs it back.
+REAL_SRUN=$(command -v srun)
+cat >"$WORK/bin/srun" <<EOF
+#!/bin/sh
+SLURM_CONF="$SLURM_CONF" exec "$REAL_SRUN" "\$@"
+EOF
+chmod +x "$WORK/bin/srun"
 
 # ---------------------------------------------------------------- 1. reference: a local run
 LOCAL="$WORK/results-local"
@@ -188,7 +202,7 @@ t=$(date +%s)
 PATH="$WORK/bin:$PATH" RHOSYM_PARTITION=cpu RHOSYM_GPU_PARTITION=gpu \
     "$SMK" -s "$SNAKEFILE" --profile profiles/slurm --configfile "$CONFIG" --config "results=$SLURM_RES" \
     --slurm-status-command squeue --slurm-no-account --slurm-init-seconds-before-status-checks 2 \
-    --slurm-logdir "$WORK/slurm_logs" --slurm-keep-successful-logs --max-threads "$NCPU" \
+    --slurm-logdir "$WORK/slurm_logs" --slurm-keep-successful-logs --cores "$NCPU" \
     --latency-wait 5 --seconds-between-status-checks 2 all >"$WORK/slurm-run.log" 2>&1 &
 SMK_PID=$!
 PIDS+=("$SMK_PID")

@@ -2,9 +2,11 @@
 # With density.path = direct (structure-derived kinds only) no dense store is written: the sample rule
 # reads the ingest shard and evaluates the density at the sampled positions (rhosym.sampling).
 #
-# Resources of density_shard are sized for 1000 structures at 0.06 A (the paper's spacing): about 1 s
-# and up to 30 M grid points (120 MB float32 per channel) for the largest accepted cell, one structure
-# in memory at a time; mp_chgcar shards hold 4 channels.
+# Resources of density_shard are sized for 1000 structures at 0.06 A (the paper's spacing): measured
+# 1.5 s per MP-20 conventional cell (mean 362 A^3, 1.8 M grid points; `rhosym bench density`), so about
+# 25 min per shard (runtime 240 min leaves room for large cells); one structure in memory at a time, at
+# most density.max_voxels = 30 M points (120 MB float32 per channel, 4 channels for mp_chgcar, plus
+# gemmi's grid). The store takes about 4.4 MB per structure at 0.06 A (4.4 GB per shard), 0.2 MB at 0.15 A.
 
 from rhosym.density import density_path as _density_path
 
