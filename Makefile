@@ -36,6 +36,7 @@ dryrun: $(STAMP)
 
 tiny: $(STAMP)
 	$(SMK) all --profile profiles/local --configfile config.tiny.yaml
+	RHOSYM_TINY_RESULTS=results/tiny $(BIN)/python -m pytest -q tests/test_tiny_outputs.py
 
 test-slurm: $(STAMP)
 	bash tests/slurm/run.sh

@@ -229,9 +229,14 @@ def _items_direct(ingest: str | Path, dcfg: dict):
 
 
 def write_sample_store(source: str | Path, out: str | Path, method: str, cfg: dict | None = None,
-                       seed: int = 0, direct: bool = False, density: dict | None = None) -> dict:
+                       seed: int = 0, direct: bool = False, density: dict | None = None,
+                       provenance: dict | None = None) -> dict:
     """Sample every structure of a dense store (``direct=False``) or of an ingest parquet shard
-    (``direct=True``, density evaluated directly) into the sample store ``out``. Returns the counts."""
+    (``direct=True``, density evaluated directly) into the sample store ``out``. Returns the counts.
+
+    The store's attributes also record what made the densities (``kind`` of the data set, the
+    ``density`` settings) and ``provenance`` (the data set's ingest ``cell`` and the ``labels``
+    settings), so that ``rhosym predict`` can rebuild a checkpoint's inputs exactly."""
     from rhosym.density import density_cfg
     from rhosym.logs import progress
     from rhosym.store import jsonable, read_attrs, write_store
@@ -243,9 +248,14 @@ def write_sample_store(source: str | Path, out: str | Path, method: str, cfg: di
     if direct:
         items = list(_items_direct(source, density_cfg(density)))
         upstream_rejected = {}
+        kind = provenance.get("kind") if provenance else None
+        density_used = density_cfg(density)
     else:
         items = _items_dense(source)
-        upstream_rejected = read_attrs(source).get("rejected", {})
+        source_attrs = read_attrs(source)
+        upstream_rejected = source_attrs.get("rejected", {})
+        kind = source_attrs.get("kind")
+        density_used = source_attrs.get("config") or density_cfg(density)
     total = len(items) if direct else len(read_attrs(source).get("ids", []))
     for sid, lattice, src, n_el, ch in progress(items, desc=f"sample {method} {Path(out).name}", total=total):
         try:
@@ -281,7 +291,8 @@ def write_sample_store(source: str | Path, out: str | Path, method: str, cfg: di
     attrs = {"ids": ids, "rejected": all_rejected, "counts": counts, "method": method,
              "channels": channels or ["total"], "spatial_shape": frame_shape(cfg), "voxel": cfg["voxel"],
              "frame": cfg["frame"], "threshold": cfg["threshold"], "seed": seed,
-             "source": "direct" if direct else "dense", "cells": cells, "n_electrons": nel, "config": cfg}
+             "source": "direct" if direct else "dense", "cells": cells, "n_electrons": nel, "config": cfg,
+             "kind": kind, "density": density_used, **(provenance or {})}
     write_store(out, arrays, jsonable(attrs))
     npts = np.diff(offsets)
     log.info("sample %s %s: %d ok, %d rejected here (%d upstream), points per structure %s, %.1f s", method,

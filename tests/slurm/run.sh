@@ -207,18 +207,19 @@ PATH="$WORK/bin:$PATH" RHOSYM_PARTITION=cpu RHOSYM_GPU_PARTITION=gpu \
 SMK_PID=$!
 PIDS+=("$SMK_PID")
 
-# Cancel the first per-shard job seen running (comment rule_<name>... or a group of them).
+# Cancel the first per-shard job (comment rule_<rule>... or rule_<group>_<rules>) that has been
+# running for 3 s or more: it is then mid-way through its shards (a group job takes ~10 s here).
 SHARD_RULES='ingest|density|sample|xrd|graphs'
 killed=""
 while kill -0 "$SMK_PID" 2>/dev/null; do
-    line=$(squeue -h -t RUNNING -o '%i %k' 2>/dev/null | grep -E " (rule_|group_)?($SHARD_RULES)" | head -n1 || true)
+    line=$(squeue -h -t RUNNING -o '%i %M %k' 2>/dev/null | grep -E " rule_($SHARD_RULES)" \
+        | awk '{n = split($2, t, ":"); s = t[n] + 60 * t[n - 1]; if (s >= 3) {print; exit}}' || true)
     if [ -n "$line" ]; then
-        sleep 1
         killed=${line%% *}
-        scancel "$killed" && say "scancel $killed ($line) while running"
+        scancel "$killed" && say "scancel $killed (jobid, elapsed, comment: $line)"
         break
     fi
-    sleep 0.2
+    sleep 0.3
 done
 rc=0
 wait "$SMK_PID" || rc=$?
@@ -245,11 +246,12 @@ n_sbatch=$(grep -c '^sbatch ' "$CALLS" || true)
 "$PY" - "$LOG" "$CALLS" <<'EOF' || fail=1
 import re, sys
 log, calls = (open(p).read() for p in sys.argv[1:])
-started = set(re.findall(r"^rule (\w+):", log, re.M))
-grouped = set(re.findall(r"^\s*rule (\w+):", log, re.M)) - started  # members printed inside group jobs
-submitted = set(re.findall(r"--comment '?(?:rule|group)_(\w+?)(?:_wildcards_\S*?)?'?(?: |$)", calls, re.M))
-local = sorted(set(re.findall(r"^localrule (\w+):", log, re.M)))
-missing = sorted(r for r in started if r not in submitted)
+# non-local jobs, members of group jobs (indented) included
+started = set(re.findall(r"^\s*rule (\w+):", log, re.M))
+# the comment is rule_<rule>[_wildcards_...] or, for a group job, rule_<group>_<member rules>
+submitted = set(re.findall(r"--comment '?rule_(\w+?)(?:_wildcards_\S*)?'?(?: |$)", calls, re.M))
+local = sorted(set(re.findall(r"^\s*localrule (\w+):", log, re.M)))
+missing = sorted(r for r in started if not any(s == r or s.endswith("_" + r) for s in submitted))
 print(f"test-slurm: rules run as SLURM jobs: {' '.join(sorted(submitted))}; local rules: {' '.join(local)}")
 if missing:
     print(f"test-slurm: FAIL: rules that ran but were not submitted to SLURM: {missing}")
@@ -277,7 +279,8 @@ fi
 if [ -z "$killed" ]; then
     bad "no per-shard job was seen running, nothing was cancelled"
 else
-    grep -qE "Trying to restart job|restart" "$LOG" || bad "no retry after scancel $killed in the Snakemake log"
+    squeue -h --states=all -j "$killed" -o '%T' 2>/dev/null | grep -q CANCELLED || bad "job $killed is not CANCELLED"
+    grep -q "Trying to restart job" "$LOG" || bad "no retry after scancel $killed in the Snakemake log"
 fi
 
 # outputs: no half-written shard, every store readable, same files and bytes as the local run

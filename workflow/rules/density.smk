@@ -49,6 +49,12 @@ rule sample_shard:
         density=config["density"],
         seed=config["seed"],
         direct=lambda w: _density_path(config, w.ds) == "direct",
+        provenance=lambda w: {
+            "kind": config["datasets"][w.ds]["kind"],
+            "cell": config["datasets"][w.ds].get("cell")
+            or ("as_is" if config["datasets"][w.ds]["kind"] == "mp_chgcar" else "conventional"),
+            "labels": config["labels"],
+        },
     log:
         f"{RESULTS}/logs/sample_shard/{{ds}}/{{method}}/{{shard}}.log",
     benchmark:
