@@ -100,6 +100,16 @@ def test_resume_continues_after_last_epoch(data, caplog):
     assert torch.load(out / "last.pt", weights_only=False)["epoch"] == 4
 
 
+def test_no_resume_across_changed_settings(data, caplog):
+    """A last.pt from other model or training settings is not resumed (it would not even load)."""
+    out = data["root"] / "resume_changed"
+    _train(data, "xrd_fcn", out=out, cfg={"epochs": 2, "patience": 0})
+    with caplog.at_level("INFO", logger="rhosym.train"):
+        _train(data, "xrd_fcn", out=out, cfg={"epochs": 3, "patience": 0, "lr": 0.005})
+    assert "resuming" not in caplog.text and "training from scratch" in caplog.text
+    assert pd.read_csv(out / "history.csv")["epoch"].tolist() == [1, 2, 3]
+
+
 def test_regression_destandardized_predictions(data):
     out, _ = _train(data, "cgcnn", task="band_gap", cfg={"epochs": 3, "lr": 0.03, "patience": 0})
     ck = torch.load(out / "checkpoint.pt", weights_only=False)

@@ -128,6 +128,24 @@ def to_device(batch, device):
     return batch
 
 
+# train: keys that may change between a killed run and its resumption (how long, and job resources)
+RESUME_FREE_KEYS = ("epochs", "patience", "resume", "threads", "mem_mb", "runtime", "gpus", "num_workers",
+                    "device")
+
+
+def resume_key(meta: dict, ids: dict) -> str:
+    """Fingerprint of what a resumed run must share with the killed one: the experiment, the model and
+    training settings (except length and job resources), the input store's settings and the split ids."""
+    import hashlib
+    import json
+
+    train_cfg = {k: v for k, v in (meta.get("train_config") or {}).items() if k not in RESUME_FREE_KEYS}
+    key = {k: meta.get(k) for k in ("model", "model_cfg", "task", "features", "input", "n_out", "input_store",
+                                     "seed")}
+    key.update(train=train_cfg, ids=ids)
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def atomic_torch_save(obj, path: str | Path) -> None:
     import torch
 
@@ -344,12 +362,13 @@ def train_model(model_name: str, task: str, input_name: str, features: int, stor
         "n_val": len(data["items"]["val"]),
         "skipped": {s: data["items"][s].skipped for s in data["items"]},
     }
+    meta["resume_key"] = resume_key(meta, {s: list(data["items"][s].ids) for s in ("train", "val")})
     history: list[dict] = []
     start_epoch, best, best_epoch, bad_epochs, stopped = 1, None, 0, 0, False
     last_path, ckpt_path, hist_path = out_dir / "last.pt", out_dir / "checkpoint.pt", out_dir / "history.csv"
     if cfg["resume"] and last_path.exists():
         state = torch.load(last_path, map_location=device, weights_only=False)
-        same = all(state.get(k) == meta[k] for k in ("model", "task", "features", "input", "n_out"))
+        same = state.get("resume_key") == meta["resume_key"]
         if same:
             model.load_state_dict(state["state_dict"])
             opt.load_state_dict(state["optimizer"])
@@ -368,7 +387,7 @@ def train_model(model_name: str, task: str, input_name: str, features: int, stor
             log.info("resuming from %s after epoch %d (best %s at epoch %d)", last_path, start_epoch - 1,
                      best, best_epoch)
         else:
-            log.warning("%s belongs to another experiment; training from scratch", last_path)
+            log.warning("%s was made with other settings, inputs or split; training from scratch", last_path)
     if meta["n_val"] == 0:
         log.warning("no validation structures: the checkpoint is the last epoch and early stopping is off")
     log.info("%s/%s (%s, f%d) on %s: %d train, %d val, %d parameters, epochs %d..%d",
