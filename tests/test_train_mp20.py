@@ -19,19 +19,25 @@ import pytest
 
 MP20 = Path(__file__).resolve().parents[2] / "shared" / "data" / "mp20_public" / "mp20_public.csv"
 N_ROWS = 100
-EPOCHS = 6
+EPOCHS = 10
 DENSITY = {"spacing": 0.3, "blur": 5.0}  # blur (Å²) keeps ∫ρ within tolerance on a 0.3 Å grid
 SAMPLE = {"voxel": 0.8, "frame": 64.0}
-# Small widths (config.yaml's demo networks, narrower where that keeps the file fast).
-WIDTHS = {
-    "sparse_cnn": {"channels": [16, 32, 48, 64, 96], "blocks": [0, 1, 1, 1, 1], "head": [64]},
-    "pointnet": {"channels": [32, 64, 128], "groups": 8, "head": [64, 64]},
-    "xrd_fcn": {"channels": [8, 8, 16, 16, 16, 32, 32, 32, 64, 64, 64, 64, 32]},
-    "cgcnn": {"atom_fea_len": 32, "h_fea_len": 64, "n_conv": 2},
-    "cogn": {"units": 32, "depth": 2},
+TRAIN = {"epochs": EPOCHS, "lr": 3e-3, "patience": 0, "device": "cpu", "max_batch_size": 8, "scheduler": "cosine"}
+# Per model (train.models.<model>): config.yaml's demo widths (cgcnn, cogn narrower), no dropout (the
+# test is about the TRAINING loss), and the batch size / learning rate each needs to fit 70 structures
+# within a few epochs (PointNet and the plain 13-layer xrd_fcn want a small lr and small batches, coGN a
+# large lr). Margins were checked with training seeds 0-3.
+MODELS = {
+    "sparse_cnn": {"batch_budget": 40_000,
+                   "model": {"channels": [16, 32, 48, 64, 96], "blocks": [0, 1, 1, 1, 1], "head": [64]}},
+    "pointnet": {"batch_budget": 40_000, "max_batch_size": 4, "lr": 1e-3,
+                 "model": {"channels": [32, 64, 128], "groups": 8, "head": [64, 64], "dropout": 0.0}},
+    "xrd_fcn": {"batch_budget": 4, "lr": 1e-3,
+                "model": {"channels": [8, 8, 16, 16, 16, 32, 32, 32, 64, 64, 64, 64, 32], "dropout": 0.0}},
+    "cgcnn": {"batch_budget": 400, "model": {"atom_fea_len": 32, "h_fea_len": 64, "n_conv": 2}},
+    "cogn": {"batch_budget": 400, "lr": 1e-2, "model": {"units": 32, "depth": 2}},
 }
 INPUT = {"sparse_cnn": "grid", "pointnet": "grid", "xrd_fcn": "xrd", "cgcnn": "graph", "cogn": "graph"}
-BUDGET = {"sparse_cnn": 40_000, "pointnet": 40_000, "xrd_fcn": 16, "cgcnn": 400, "cogn": 400}
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +48,7 @@ def mp20(tmp_path_factory):
     ingest = pytest.importorskip("rhosym.ingest")
     graphs = pytest.importorskip("rhosym.graphs")
     import torch
+    import zarr
 
     from rhosym import density, sampling, splits, xrd
 
@@ -63,8 +70,8 @@ def mp20(tmp_path_factory):
     sampling.write_sample_store(dense, stores["sparse_cnn"], "grid", SAMPLE, seed=0)
 
     n_ok = int((man["status"] == "ok").sum())
-    for name, store in stores.items():  # the stages keep (almost) every structure
-        counts = dict(__import__("zarr").open_group(str(store), mode="r").attrs["counts"])
+    for name, store in stores.items():  # every stage keeps (almost) every structure
+        counts = dict(zarr.open_group(str(store), mode="r").attrs["counts"])
         assert counts["ok"] >= 0.9 * n_ok, f"{name}: {counts}"
     threads = torch.get_num_threads()
     results: dict[str, tuple[float, float]] = {}
@@ -79,8 +86,7 @@ def train(mp20, model: str, task: str) -> pd.DataFrame:
     from rhosym import train as T
 
     out = mp20["root"] / "models" / model / task / f"{INPUT[model]}-f1"
-    cfg = {"epochs": EPOCHS, "lr": 3e-3, "patience": 0, "device": "cpu", "batch_budget": BUDGET[model],
-           "max_batch_size": 16, "scheduler": "cosine", "models": {model: {"model": WIDTHS[model]}}}
+    cfg = {**TRAIN, "models": {model: MODELS[model]}}
     T.run_train_rule(model, task, INPUT[model], 1, [mp20["stores"][model]], mp20["root"] / "manifest.parquet",
                      mp20["root"] / "split.parquet", out / "checkpoint.pt", cfg, seed=0, dataset="mp20",
                      threads=1)
@@ -108,8 +114,9 @@ def test_cgcnn_formation_energy_beats_the_mean_on_mp20_subset(mp20):
     from rhosym import infer
 
     hist = train(mp20, "cgcnn", "formation_energy")
-    print(hist.to_string())
-    assert hist["train_loss"].iloc[-2:].mean() < 0.8 * hist["train_loss"].iloc[0]
+    first, last = float(hist["train_loss"].iloc[0]), float(hist["train_loss"].iloc[-1])
+    mp20["results"]["cgcnn/formation_energy"] = (first, last)
+    assert hist["train_loss"].iloc[-2:].mean() < 0.8 * first, hist.to_string()
     man, split, store = mp20["man"], mp20["split"], mp20["stores"]["cgcnn"]
     out = mp20["root"] / "models" / "cgcnn" / "formation_energy" / "graph-f1"
     df = infer.predict_split(out / "checkpoint.pt", [store], man, split, device="cpu")
@@ -118,4 +125,7 @@ def test_cgcnn_formation_energy_beats_the_mean_on_mp20_subset(mp20):
     mae = np.abs(df["y_true"] - df["y_pred"]).mean()
     # better than predicting the training mean
     tr = man.set_index("id").loc[split.query("split == 'train'")["id"], "formation_energy"].mean()
-    assert mae < np.abs(df["y_true"] - tr).mean()
+    mae_mean = np.abs(df["y_true"] - tr).mean()
+    print(f"\ncgcnn formation_energy: train loss {first:.3f} -> {last:.3f}; test MAE {mae:.3f} eV/atom "
+          f"(training mean: {mae_mean:.3f}, n={len(df)})")
+    assert mae < mae_mean
