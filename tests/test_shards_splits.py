@@ -124,3 +124,14 @@ def test_class_distribution_counts():
     cs = d[d["label"] == "crystal_system"]
     assert cs["count"].sum() == len(s)
     assert set(cs["split"]) <= {"train", "val", "test"}
+
+
+def test_missing_chgcar_folder_has_no_shards_until_downloaded(tmp_path):
+    from rhosym.workflow import dataset_shards
+
+    cfg = {"shard_size": 10, "datasets": {"mp": {"kind": "mp_chgcar", "path": str(tmp_path / "nope")},
+                                          "c": {"kind": "cif_dir", "path": str(tmp_path / "nope")}}}
+    with pytest.warns(UserWarning, match="download_mp_mp"):
+        assert dataset_shards(cfg, "mp") == []
+    with pytest.raises(FileNotFoundError):
+        dataset_shards(cfg, "c")

@@ -6,6 +6,7 @@ Kept in the package (not in ``common.smk``) so that tests exercise them directly
 from __future__ import annotations
 
 import itertools
+import warnings
 from dataclasses import dataclass
 
 from rhosym.shards import list_shards
@@ -72,7 +73,18 @@ def expand_experiments(config: dict) -> list[Experiment]:
 
 
 def dataset_shards(config: dict, ds: str) -> list[str]:
-    return list_shards(config["datasets"][ds], int(config["shard_size"]))
+    """Shard names of ``ds``. A missing ``mp_chgcar`` folder has none yet (a warning says to run its
+    ``download_mp_<ds>`` target first), so that the download target can be built; any other missing
+    input is an error."""
+    cfg = config["datasets"][ds]
+    try:
+        return list_shards(cfg, int(config["shard_size"]))
+    except FileNotFoundError:
+        if cfg["kind"] != "mp_chgcar":
+            raise
+        warnings.warn(f"data set {ds!r}: {cfg.get('path')!r} does not exist yet; "
+                      f"run `snakemake download_mp_{ds}` first", stacklevel=2)
+        return []
 
 
 def sample_methods_needed(config: dict, ds: str) -> list[str]:
