@@ -404,6 +404,8 @@ def plot_figS8(sweep: pd.DataFrame, out_png, out_pdf=None):
     """Test accuracy against the number of sampled points (an inference-time sweep of ONE trained model
     per line, not a retraining per size). ``sweep``: rows of :func:`rhosym.evaluate.sweep_table`."""
     plt = _plt()
+    from matplotlib import ticker
+
     if sweep is None or sweep.empty:
         return _empty_figure("No points sweep results (figures.points_sweep is empty or no density model "
                              "was trained for classification).", out_png, out_pdf, "Supplementary Fig. 8")
@@ -428,6 +430,12 @@ def plot_figS8(sweep: pd.DataFrame, out_png, out_pdf=None):
                             mfc="white" if v % 2 else st["color"], ls=_LINESTYLES[k % 3], mec="black", mew=0.5, clip_on=False,
                             label=lab.replace("\n", " "))
                 ax.set_xscale("log")
+                # ticks at the swept sizes only, in plain numbers (log minor labels overlap)
+                sizes = sorted({int(n) for n in sub["max_points"]})
+                ax.xaxis.set_major_locator(ticker.FixedLocator(sizes))
+                ax.xaxis.set_minor_locator(ticker.NullLocator())
+                ax.xaxis.set_major_formatter(ticker.FixedFormatter([f"{n:,}" for n in sizes]))
+                ax.tick_params(axis="x", labelrotation=30 if len(sizes) > 4 else 0)
                 lo, hi = 100 * sub["top1"].min(), 100 * sub["top1"].max()
                 lo, hi = max(0.0, lo - 5), min(100.0, hi + 5)
                 if hi - lo < 10:
