@@ -26,7 +26,6 @@ parallel to ``ids``), ``rejected``, ``counts``, ``kind``, ``config``.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -34,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from rhosym.ingest import read_ingest, structure_from_json  # noqa: F401 - re-exported for callers
 
 log = logging.getLogger("rhosym.density")
 
@@ -263,12 +264,6 @@ class DirectModel:
         return out
 
 
-def structure_from_json(text: str):
-    from pymatgen.core import Structure
-
-    return Structure.from_dict(json.loads(text) if isinstance(text, str) else text)
-
-
 def density_of_row(row: dict, cfg: dict) -> tuple[np.ndarray, dict]:
     """Dense density channels ``(C, nx, ny, nz)`` and attributes of one ingest row.
 
@@ -315,17 +310,6 @@ def check_electrons(found: float, expected: float, tolerance: float) -> None:
     if expected <= 0 or abs(found - expected) > tolerance * expected:
         raise ValueError(f"integrated density {found:.4f} e differs from expected {expected:.4f} e "
                          f"by more than {tolerance:.2%}")
-
-
-def read_ingest(path: str | Path, columns: list[str] | None = None):
-    """The ``ok`` rows of an ingest shard as a list of dicts."""
-    import pandas as pd
-
-    df = pd.read_parquet(path)
-    if "status" in df.columns:
-        df = df[df["status"] == "ok"]
-    cols = [c for c in (columns or ["id", "kind", "structure", "chgcar_path"]) if c in df.columns]
-    return df[cols].to_dict("records")
 
 
 def write_density_store(out: str | Path, rows: list[dict], cfg: dict | None = None,

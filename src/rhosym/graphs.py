@@ -50,7 +50,6 @@ the Gaussian / bin parameters. Read with :class:`GraphStore` or :func:`read_grap
 
 from __future__ import annotations
 
-import json
 import logging
 import warnings
 from pathlib import Path
@@ -255,27 +254,22 @@ def concat_graphs(graphs: list[dict]) -> dict[str, np.ndarray]:
 
 def run_graphs_shard(ingest_path: str | Path, out_path: str | Path, kind: str, cfg: dict | None = None) -> dict:
     """Graphs of every ``ok`` structure of one ingest shard; returns the counts."""
-    import pandas as pd
-    from pymatgen.core import Structure
-
+    from rhosym.ingest import read_ingest, structure_from_json
     from rhosym.logs import progress
     from rhosym.store import write_store
 
     c = settings(cfg)
-    df = pd.read_parquet(ingest_path)
-    rows = df[df["status"] == "ok"]
-    log.info("%s: %d rows, %d ok; %s graphs, disorder=%s, cell=%s", ingest_path, len(df), len(rows), kind,
+    rows = read_ingest(ingest_path, ["id", "structure"])
+    log.info("%s: %d ok rows; %s graphs, disorder=%s, cell=%s", ingest_path, len(rows), kind,
              c["disorder"], c["cell"])
     ids: list[str] = []
     graphs: list[dict] = []
     rejected: dict[str, str] = {}
     n_disordered = n_p1 = 0
-    for sid, sjson in progress(list(zip(rows["id"].astype(str), rows["structure"])), desc=f"graphs {kind}"):
+    for row in progress(rows, desc=f"graphs {kind}"):
+        sid = str(row["id"])
         try:
-            if sjson is None:
-                raise ValueError("no structure")
-            s = Structure.from_dict(json.loads(sjson) if isinstance(sjson, str) else sjson)
-            g = build_graph(s, kind, c)
+            g = build_graph(structure_from_json(row["structure"]), kind, c)
         except DisorderError as exc:
             n_disordered += 1
             rejected[sid] = f"disordered: {exc}"

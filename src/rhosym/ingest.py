@@ -286,6 +286,24 @@ def write_parquet(df: pd.DataFrame, out_path: str | Path) -> None:
     os.replace(tmp, out)
 
 
+def read_ingest(path: str | Path, columns: list[str] | None = None) -> list[dict]:
+    """The ``ok`` rows of an ingest shard (``results/{ds}/ingest/shard-*.parquet``) as a list of dicts."""
+    df = pd.read_parquet(path)
+    if "status" in df.columns:
+        df = df[df["status"] == "ok"]
+    cols = [c for c in (columns or ["id", "kind", "structure", "chgcar_path"]) if c in df.columns]
+    return df[cols].to_dict("records")
+
+
+def structure_from_json(text):
+    """The pymatgen ``Structure`` of an ingest row's ``structure`` column (JSON text or a dict)."""
+    from pymatgen.core import Structure
+
+    if text is None:
+        raise ValueError("no structure")
+    return Structure.from_dict(json.loads(text) if isinstance(text, str) else text)
+
+
 def build_manifest(shard_paths, out_path: str | Path, report_path: str | Path | None = None) -> pd.DataFrame:
     """Concatenate per-shard ingest files into the manifest (without ``structure``/``chgcar_path``).
 

@@ -249,7 +249,7 @@ def stage_json(structure, cell: str, s: Settings) -> str:
 
 def stage_structure(structure, cell: str, s: Settings):
     """The structure as a later stage reads it back from the ingest shard."""
-    from rhosym.density import structure_from_json
+    from rhosym.ingest import structure_from_json
 
     return structure_from_json(stage_json(structure, cell, s))
 
@@ -300,7 +300,7 @@ def _preprocess_density(unit: Unit, s: Settings) -> tuple[dict, dict]:
     else:
         sjson = stage_json(unit.record.structure, s.cell, s)
         if s.source == "direct":
-            from rhosym.density import structure_from_json
+            from rhosym.ingest import structure_from_json
 
             st, d = structure_from_json(sjson), s.density
             model = DirectModel.from_structure(st, b_iso=d["b_iso"], blur=d["blur"], cutoff=d["cutoff"])

@@ -213,7 +213,8 @@ def _items_dense(store: str | Path):
 
 
 def _items_direct(ingest: str | Path, dcfg: dict):
-    from rhosym.density import DirectModel, read_ingest, structure_from_json
+    from rhosym.density import DirectModel
+    from rhosym.ingest import read_ingest, structure_from_json
 
     for row in read_ingest(ingest):
         sid = str(row["id"])

@@ -114,14 +114,10 @@ def run_split(manifest_path: str, ingest_paths: list[str], split_out: str, distr
     manifest = pd.read_parquet(manifest_path)
     structures = None
     if params.get("group_by", "formula") == "structure":
-        from pymatgen.core import Structure
+        from rhosym.ingest import read_ingest, structure_from_json
 
-        structures = {}
-        for p in ingest_paths:
-            part = pd.read_parquet(p, columns=["id", "structure"])
-            for sid, js in zip(part["id"], part["structure"]):
-                if js:
-                    structures[sid] = Structure.from_str(js, fmt="json")
+        structures = {row["id"]: structure_from_json(row["structure"])
+                      for p in ingest_paths for row in read_ingest(p, ["id", "structure"]) if row["structure"]}
     split = make_split(manifest, params.get("fractions", (0.8, 0.1, 0.1)), params.get("seed", 42),
                        params.get("group_by", "formula"), structures)
     split.to_parquet(split_out, index=False)

@@ -46,7 +46,6 @@ last three on a batch.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from dataclasses import asdict, dataclass, field, fields
@@ -367,27 +366,22 @@ def augment_patterns(patterns: np.ndarray, rng: np.random.Generator, zero_shift:
 
 def run_xrd_shard(ingest_path: str | Path, out_path: str | Path, cfg: dict | None = None) -> dict:
     """Patterns and sticks of every ``ok`` structure of one ingest shard; returns the counts."""
-    import pandas as pd
-    from pymatgen.core import Structure
-
+    from rhosym.ingest import read_ingest, structure_from_json
     from rhosym.logs import progress
     from rhosym.store import write_store
 
     settings = XRDSettings.from_config(cfg)
-    df = pd.read_parquet(ingest_path)
-    rows = df[df["status"] == "ok"]
-    log.info("%s: %d rows, %d ok", ingest_path, len(df), len(rows))
+    rows = read_ingest(ingest_path, ["id", "structure"])
+    log.info("%s: %d ok rows", ingest_path, len(rows))
     ids: list[str] = []
     rejected: dict[str, str] = {}
     patterns: list[np.ndarray] = []
     sticks_d: list[np.ndarray] = []
     sticks_f2: list[np.ndarray] = []
-    for sid, sjson in progress(list(zip(rows["id"].astype(str), rows["structure"])), desc="xrd"):
+    for row in progress(rows, desc="xrd"):
+        sid = str(row["id"])
         try:
-            if sjson is None:
-                raise ValueError("no structure")
-            s = Structure.from_dict(json.loads(sjson) if isinstance(sjson, str) else sjson)
-            pattern, d, f2 = simulate(s, settings)
+            pattern, d, f2 = simulate(structure_from_json(row["structure"]), settings)
             p16 = to_float16(pattern)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a reason
             rejected[sid] = _one_line(f"{type(exc).__name__}: {exc}")
