@@ -1,6 +1,7 @@
 # rhosym: from raw crystal data to the figures of the 3D-electron-density paper.
 # Stages are included in pipeline order; each adds its final products to ALL_TARGETS.
-# See README.md and docs/formats.md.
+# Settings: rhosym.settings (typed, validated at parse time); models, tasks, inputs, data-set kinds and
+# figures: rhosym.registry; paths: rhosym.layout. See README.md ("Extending rhosym") and docs/formats.md.
 
 from snakemake.utils import min_version
 
@@ -8,11 +9,6 @@ min_version("9.0")
 
 
 configfile: "config.yaml"
-
-
-wildcard_constraints:
-    ds="[A-Za-z0-9_]+",
-    shard=r"\d{5}",
 
 
 include: "workflow/rules/common.smk"
@@ -23,6 +19,7 @@ include: "workflow/rules/xrd.smk"
 include: "workflow/rules/graphs.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/robustness.smk"
 include: "workflow/rules/figures.smk"
 
 

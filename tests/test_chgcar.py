@@ -97,7 +97,7 @@ def test_corrupt_files_raise_one_line_reason(tmp_path):
 def test_fixtures_are_readable(repo_root):
     from rhosym.shards import list_units
 
-    fx = repo_root / "resources" / "fixtures" / "mp_tiny"
+    fx = repo_root / "tests" / "fixtures" / "mp_tiny"
     units = list_units({"kind": "mp_chgcar", "path": str(fx)})
     assert len(units) == 12
     spins = [read_chgcar(u).spin for u in units]

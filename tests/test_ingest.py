@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 
 from rhosym import ingest
-from rhosym.fixtures import EXPECTED_CIF, EXPECTED_CSV
+from tests.fixtures.make_fixtures import EXPECTED_CIF, EXPECTED_CSV
 
 ROOT = Path(__file__).resolve().parents[1]
-FIX = ROOT / "resources" / "fixtures"
+FIX = ROOT / "tests" / "fixtures"
 LABELS = {"symprec": 0.1, "angle_tolerance": 5.0}
 
 
@@ -217,7 +217,7 @@ def test_labels_cli(capsys):
 
 @pytest.mark.slow
 def test_fixtures_regenerate_identically(tmp_path):
-    from rhosym.fixtures import make_cif_fixtures, make_csv_fixture
+    from tests.fixtures.make_fixtures import make_cif_fixtures, make_csv_fixture
 
     for p in make_cif_fixtures(tmp_path / "cif"):
         assert p.read_text() == (FIX / "cif_tiny" / p.name).read_text(), p.name

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from rhosym import spconv_shim
+from rhosym.models import spconv_shim
 from rhosym.bench_train import in_features_of, synthetic_samples
 from rhosym.models import EXTRA_MODELS, INPUT_KIND, MODELS, build_model, collate, sample_size
 from rhosym.models.common import GaussianExpansion, n_params, segment_max

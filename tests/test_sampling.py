@@ -135,7 +135,7 @@ def test_frame_too_small_rejected(stores):
 def test_chgcar_four_channels_and_cli(tmp_path, repo_root):
     from rhosym.cli import main
 
-    fx = repo_root / "resources" / "fixtures" / "mp_tiny"
+    fx = repo_root / "tests" / "fixtures" / "mp_tiny"
     rows = [{"id": p.name.split("_")[0], "kind": "mp_chgcar", "status": "ok", "structure": None,
              "chgcar_path": str(p)} for p in sorted(fx.glob("*CHGCAR.gz"))[3:7]]
     ingest = tmp_path / "shard-00000.parquet"

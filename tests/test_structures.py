@@ -10,7 +10,7 @@ import pytest
 from rhosym import structures as st
 
 ROOT = Path(__file__).resolve().parents[1]
-CIF_TINY = ROOT / "resources" / "fixtures" / "cif_tiny"
+CIF_TINY = ROOT / "tests" / "fixtures" / "cif_tiny"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
@@ -135,7 +135,7 @@ def test_real_chgcar_headers():
 def test_csv_row_with_column_mapping():
     import pandas as pd
 
-    df = pd.read_csv(ROOT / "resources" / "fixtures" / "csv_tiny.csv")
+    df = pd.read_csv(ROOT / "tests" / "fixtures" / "csv_tiny.csv")
     df = df.rename(columns={"material_id": "mid", "formation_energy_per_atom": "e_form"})
     rec = st.read_csv_row(df.iloc[2], {"id": "mid", "formation_energy": "e_form"}, "t.csv", 2)
     assert rec.ok and rec.source == "t.csv#2"

@@ -58,10 +58,9 @@ def test_crystal_system_agrees_with_spglib():
 
 
 def test_shipped_tables_equal_fresh_computation(fresh):
-    pkg, repo = symmetry.table_paths()
-    assert pkg.is_file() and repo.is_file()
-    assert pkg.read_text() == repo.read_text()
-    shipped = pd.read_csv(repo)
+    shipped_path = symmetry.table_path()
+    assert shipped_path.is_file()
+    shipped = pd.read_csv(shipped_path)
     assert list(shipped.columns) == list(symmetry.TABLE_COLUMNS)
     pd.testing.assert_frame_equal(shipped, fresh)
     pd.testing.assert_frame_equal(symmetry.load_extinction_table(), fresh)

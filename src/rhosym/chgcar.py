@@ -1,4 +1,4 @@
-"""Fast VASP CHGCAR reader and writer, and the tiny CHGCAR fixtures.
+"""Fast VASP CHGCAR reader and writer.
 
 A CHGCAR holds ρ·V_cell on the FFT grid, x fastest (``data[ix + iy*nx + iz*nx*ny]``). The reader parses
 the header (lattice, species, counts, coordinates), then each block with numpy
@@ -14,9 +14,7 @@ up = (total+mag)/2 and down = (total−mag)/2; for a non-spin file asked for fou
 magnetization = 0 and up = down = total/2.
 
 A truncated or corrupt file, or NaN/Inf in a grid, raises ``ValueError`` with a one-line reason.
-
-``python -m rhosym.chgcar --make-fixtures DIR`` writes the tiny CHGCAR fixtures (see
-:func:`make_fixtures`).
+The test fixtures made with :func:`write_chgcar` live in ``tests/fixtures/`` (``make_fixtures.py``).
 """
 
 from __future__ import annotations
@@ -226,81 +224,3 @@ def write_chgcar(path: str | Path, structure, total: np.ndarray, mag: np.ndarray
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(gzip.compress(data, mtime=0) if path.suffix == ".gz" else data)
     return path
-
-
-# --------------------------------------------------------------------------------------- fixtures
-# (id, formula-ish name, space group, a, c-or-None, species, coords, valence per species, moment μB,
-#  band gap eV, formation energy eV/atom). Values are plausible, made up for tests.
-_FIXTURES = [
-    ("mp-90001", "Fm-3m", 4.05, None, ["Al"], [[0, 0, 0]], {"Al": 3}, None, 0.0, 0.0),
-    ("mp-90002", "Fd-3m", 5.43, None, ["Si"], [[0, 0, 0]], {"Si": 4}, None, 0.61, 0.0),
-    ("mp-90003", "Fm-3m", 5.64, None, ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]], {"Na": 7, "Cl": 7}, None,
-     5.0, -2.1),
-    ("mp-90004", "Fm-3m", 4.21, None, ["Mg", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]], {"Mg": 8, "O": 6}, None,
-     4.45, -3.0),
-    ("mp-90005", "Im-3m", 2.87, None, ["Fe"], [[0, 0, 0]], {"Fe": 8}, 2.2, 0.0, 0.0),
-    ("mp-90006", "Fm-3m", 3.52, None, ["Ni"], [[0, 0, 0]], {"Ni": 10}, 0.6, 0.0, 0.0),
-    ("mp-90007", "P6_3/mmc", 2.51, 4.07, ["Co"], [[1 / 3, 2 / 3, 0.25]], {"Co": 9}, 1.6, 0.0, 0.0),
-    ("mp-90008", "Pm-3m", 4.12, None, ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]], {"Cs": 9, "Cl": 7}, None,
-     5.2, -2.2),
-    ("mp-90009", "F-43m", 5.65, None, ["Ga", "As"], [[0, 0, 0], [0.25, 0.25, 0.25]], {"Ga": 13, "As": 5},
-     None, 0.19, -0.37),
-    ("mp-90010", "Fm-3m", 4.03, None, ["Li", "F"], [[0, 0, 0], [0.5, 0.5, 0.5]], {"Li": 3, "F": 7}, None,
-     8.7, -3.1),
-    ("mp-90011", "Fm-3m", 4.17, None, ["Ni", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]], {"Ni": 10, "O": 6}, 1.7,
-     0.9, -1.2),
-    ("mp-90012", "P4_2/mnm", 4.59, 2.96, ["Ti", "O"], [[0, 0, 0], [0.305, 0.305, 0]], {"Ti": 10, "O": 6},
-     None, 1.8, -3.3),
-]
-
-
-def make_fixtures(out_dir: str | Path, target_spacing: float = 0.2) -> list[Path]:
-    """Write ~12 tiny gzip CHGCARs (primitive cells, 16³–24³-ish grids) and ``metadata.csv``.
-
-    Density: the all-electron gemmi density of the structure (:func:`rhosym.density.dense_density`) scaled
-    so that it integrates to a made-up valence count; spin fixtures get a magnetization equal to
-    ``moment / valence`` times the total density (so ∫m dV is the given moment).
-    """
-    import pandas as pd
-    from pymatgen.core import Lattice, Structure
-    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
-
-    from rhosym.density import dense_density
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    rows, paths = [], []
-    for mid, sg, a, c, species, coords, valence, moment, gap, eform in _FIXTURES:
-        lat = Lattice.hexagonal(a, c) if sg.startswith("P6") else (
-            Lattice.tetragonal(a, c) if c else Lattice.cubic(a))
-        conv = Structure.from_spacegroup(sg, lat, species, coords)
-        prim = SpacegroupAnalyzer(conv).get_primitive_standard_structure()
-        shape = tuple(int(min(24, max(16, round(x / target_spacing)))) for x in prim.lattice.abc)
-        rho, _ = dense_density(prim, shape=shape, b_iso=1.0)
-        n_val = sum(valence[site.specie.symbol] for site in prim)
-        total = rho * (n_val / (rho.mean() * prim.volume))
-        mag = None if moment is None else total * (moment / n_val)
-        paths.append(write_chgcar(out_dir / f"{mid}_CHGCAR.gz", prim, total, mag, comment=mid))
-        rows.append({"material_id": mid, "band_gap": gap, "formation_energy_per_atom": eform})
-    pd.DataFrame(rows).to_csv(out_dir / "metadata.csv", index=False)
-    return paths
-
-
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    p = argparse.ArgumentParser(prog="python -m rhosym.chgcar", description=__doc__.split("\n")[0])
-    p.add_argument("--make-fixtures", metavar="DIR", help="write the tiny CHGCAR fixtures to DIR")
-    p.add_argument("--info", metavar="CHGCAR", nargs="*", default=[], help="print grid and counts")
-    args = p.parse_args(argv)
-    if args.make_fixtures:
-        for path in make_fixtures(args.make_fixtures):
-            print(path)
-    for f in args.info:
-        d = read_chgcar(f)
-        print(f"{f}: grid {d.shape} electrons {d.n_electrons:.6f} moment {d.magnetic_moment}")
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())

@@ -35,32 +35,19 @@ from pathlib import Path
 import numpy as np
 
 from rhosym.ingest import read_ingest, structure_from_json  # noqa: F401 - re-exported for callers
+from rhosym.settings import DensitySettings, section
 
 log = logging.getLogger("rhosym.density")
 
-DEFAULTS = {
-    "path": "dense",
-    "spacing": 0.15,
-    "b_iso": 0.5,
-    "blur": 0.0,
-    "cutoff": 1e-5,
-    "tolerance": 0.005,
-    "max_voxels": 30_000_000,
-    "channels": 4,
-}
+_D = DensitySettings()  # the defaults (rhosym.settings)
 
 
-def density_cfg(cfg: dict | None) -> dict:
-    out = dict(DEFAULTS)
-    out.update({k: v for k, v in (cfg or {}).items() if v is not None})
-    return out
-
-
-def density_path(config: dict, ds: str) -> str:
-    """``dense`` or ``direct`` for data set ``ds`` (``mp_chgcar`` is always dense)."""
-    if config["datasets"][ds]["kind"] == "mp_chgcar":
+def density_path(cfg, ds: str) -> str:
+    """``dense`` or ``direct`` for data set ``ds`` of a ``rhosym.settings.Config`` (``mp_chgcar`` is
+    always dense)."""
+    if cfg.datasets[ds].kind == "mp_chgcar":
         return "dense"
-    return (config.get("density") or {}).get("path", DEFAULTS["path"])
+    return cfg.density.path
 
 
 def _element(sym: str):
@@ -132,8 +119,8 @@ def _calculator(structure, b_iso: float, blur: float, cutoff: float):
 
 
 def dense_density(structure, spacing: float | None = None, shape: tuple[int, int, int] | None = None,
-                  b_iso: float = DEFAULTS["b_iso"], blur: float = DEFAULTS["blur"],
-                  cutoff: float = DEFAULTS["cutoff"]) -> tuple[np.ndarray, dict]:
+                  b_iso: float = _D.b_iso, blur: float = _D.blur,
+                  cutoff: float = _D.cutoff) -> tuple[np.ndarray, dict]:
     """All-electron density (e/Å³, float32, shape (nx, ny, nz)) of ``structure`` on a periodic grid.
 
     Give ``spacing`` (Å) or an explicit ``shape``. Returns ``(rho, info)`` with info ``shape, spacing,
@@ -206,8 +193,8 @@ class DirectModel:
     radius: np.ndarray  # (M,) truncation radius (gemmi's estimate)
 
     @classmethod
-    def from_structure(cls, structure, b_iso: float = DEFAULTS["b_iso"], blur: float = DEFAULTS["blur"],
-                       cutoff: float = DEFAULTS["cutoff"]) -> DirectModel:
+    def from_structure(cls, structure, b_iso: float = _D.b_iso, blur: float = _D.blur,
+                       cutoff: float = _D.cutoff) -> DirectModel:
         import gemmi
 
         _st, dc = _calculator(structure, b_iso, blur, cutoff)
@@ -264,20 +251,21 @@ class DirectModel:
         return out
 
 
-def density_of_row(row: dict, cfg: dict) -> tuple[np.ndarray, dict]:
+def density_of_row(row: dict, cfg=None) -> tuple[np.ndarray, dict]:
     """Dense density channels ``(C, nx, ny, nz)`` and attributes of one ingest row.
 
     Raises ``ValueError`` (one-line reason) when the structure is rejected.
     """
+    cfg = section(DensitySettings, cfg)
     kind = row["kind"]
     if kind == "mp_chgcar":
-        from rhosym.chgcar import CHANNELS_4, read_chgcar
+        from rhosym.chgcar import CHANNELS_4
 
-        data = read_chgcar(row["chgcar_path"])
+        data = read_charge_density(row["chgcar_path"])
         nvox = int(np.prod(data.shape))
-        if nvox > cfg["max_voxels"]:
-            raise ValueError(f"grid {data.shape} has {nvox} voxels > max_voxels {cfg['max_voxels']}")
-        nch = int(cfg["channels"])
+        if nvox > cfg.max_voxels:
+            raise ValueError(f"grid {data.shape} has {nvox} voxels > max_voxels {cfg.max_voxels}")
+        nch = int(cfg.channels)
         rho = data.channels(nch)
         attrs = {
             "cell": data.lattice.tolist(),
@@ -293,17 +281,30 @@ def density_of_row(row: dict, cfg: dict) -> tuple[np.ndarray, dict]:
     if not isinstance(row.get("structure"), str | dict):
         raise ValueError("ingest row has no structure")
     s = structure_from_json(row["structure"])
-    shape = grid_shape(s.lattice.abc, cfg["spacing"])
+    shape = grid_shape(s.lattice.abc, cfg.spacing)
     nvox = int(np.prod(shape))
-    if nvox > cfg["max_voxels"]:
-        raise ValueError(f"grid {shape} has {nvox} voxels > max_voxels {cfg['max_voxels']}")
-    rho, info = dense_density(s, shape=shape, b_iso=cfg["b_iso"], blur=cfg["blur"], cutoff=cfg["cutoff"])
+    if nvox > cfg.max_voxels:
+        raise ValueError(f"grid {shape} has {nvox} voxels > max_voxels {cfg.max_voxels}")
+    rho, info = dense_density(s, shape=shape, b_iso=cfg.b_iso, blur=cfg.blur, cutoff=cfg.cutoff)
     if not np.isfinite(rho).all():
         raise ValueError("density grid holds NaN/Inf")
-    check_electrons(info["n_electrons"], info["n_electrons_expected"], cfg["tolerance"])
+    check_electrons(info["n_electrons"], info["n_electrons_expected"], cfg.tolerance)
     attrs = {"cell": s.lattice.matrix.tolist(), **info, "channels": ["total"], "magnetic_moment": None,
              "spin": False}
     return rho[None], attrs
+
+
+def read_charge_density(path: str | Path):
+    """A CHGCAR text file (plain or compressed) or an MP charge-density JSON, as ``ChgcarData``."""
+    from rhosym.shards import is_density_json
+
+    if is_density_json(Path(path).name):
+        from rhosym.mp import read_chgcar_json
+
+        return read_chgcar_json(path)
+    from rhosym.chgcar import read_chgcar
+
+    return read_chgcar(path)
 
 
 def check_electrons(found: float, expected: float, tolerance: float) -> None:
@@ -318,7 +319,7 @@ def write_density_store(out: str | Path, rows: list[dict], cfg: dict | None = No
     from rhosym.logs import progress
     from rhosym.store import jsonable, new_store, write_array
 
-    cfg = density_cfg(cfg)
+    cfg = section(DensitySettings, cfg)
     ids, names, rejected = [], [], {}
     nbytes_total, t0 = 0, time.time()
     with new_store(out) as group:
@@ -344,7 +345,8 @@ def write_density_store(out: str | Path, rows: list[dict], cfg: dict | None = No
             names.append(name)
         counts = {"ok": len(ids), "rejected": len(rejected)}
         group.attrs.update(jsonable({"ids": ids, "arrays": names, "rejected": rejected, "counts": counts,
-                                     "kind": kind or (rows[0]["kind"] if rows else None), "config": cfg}))
+                                     "kind": kind or (rows[0]["kind"] if rows else None),
+                                     "config": cfg.model_dump()}))
     log.info("density %s: %d ok, %d rejected, %.1f s, %.0f bytes per structure", out, counts["ok"],
              counts["rejected"], time.time() - t0, nbytes_total / max(1, len(ids)))
     return counts

@@ -1,19 +1,28 @@
-"""Test-split metrics, per-class tables and confusion matrices (the ``metrics`` rule).
+"""Test-split metrics on one common test set, over seeds, with intervals (the ``metrics`` rule).
 
-Reads the prediction Parquet files of one data set (``predictions/{model}/{task}/{input}-f{features}.parquet``,
-columns ``dataset, model, task, input, features, id, split, y_true, y_pred`` and, for classification,
-``topk``/``topk_prob``) and writes, under ``results/{ds}/metrics/``:
+Reads every test-prediction file of one data set (``predictions/{model}/{task}/{variant}.parquet``:
+one row per structure and answered task, with key columns ``dataset, model, task, trained_task, input,
+features, points, split, seed, variant, group, trained_on``; rhosym.infer) and writes, under
+``results/{ds}/metrics/``:
 
-* ``classification.csv`` / ``.md``: one row per experiment: ``n, top1, top5, macro_f1, weighted_f1``;
-* ``regression.csv`` / ``.md``: one row per experiment: ``n, mae, rmse, r2``;
-* ``per_class/{model}-{task}-{input}-f{features}.csv``: precision, recall, F1 and support of every class
-  of the full label set (classes absent from the test split have support 0);
-* ``confusion/{model}-{task}-{input}-f{features}.csv``: raw counts over the FULL label set (7, 101 or 230
-  classes), rows true, columns predicted; ``...-rates.csv`` the same, row-normalized (mishit rates; a row
-  of a class absent from the test split is all zero).
+* ``classification.csv`` / ``.md`` and ``regression.csv`` / ``.md``: one row per compared model variant
+  (model × trained task × input × features × points × source; seeds pooled) and answered task:
+  - the **common test set**: for each (split rule, task), the test ids that every compared variant and
+    seed predicted and that have a label; ``n`` is its size, the same for every row of that comparison;
+  - metrics on it as **mean ± sd over seeds** (``top1``, ``top1_sd``; ``macro_f1``...; ``mae``...) and a
+    **bootstrap 95 % interval** over test structures (``top1_lo``, ``top1_hi``...; rhosym.stats);
+  - each variant's numbers on **its own full test set** beside them (``n_full``, ``top1_full``...);
+  - ``margin_lattice_pp``: accuracy minus the lattice-only control's, in percentage points (regression:
+    ``margin_lattice``, the control's MAE minus this MAE, in the target's unit: positive is better);
+* ``per_seed.csv``: every (variant, seed, task) on the common and on its full test set;
+* ``common_test_ids.csv``: ``split, task, id`` of every common test set;
+* ``per_class/{stem}.csv`` and ``confusion/{stem}.csv`` (counts over the FULL label set, 7/101/230
+  classes, summed over seeds, on the common test set; ``{stem}-rates.csv`` row-normalized) with
+  ``confusion/index.csv`` naming each file's variant.
 
-Labels are compared as strings: crystal-system names (``rhosym.symmetry.CRYSTAL_SYSTEMS`` order) and
-space-group / extinction-group numbers written without decimals (``"12"``). Metrics come from scikit-learn.
+Labels are compared as strings: crystal-system names (``rhosym.registry.CRYSTAL_SYSTEMS`` order) and
+space-group / extinction-group numbers written without decimals (``"12"``). Metrics come from
+scikit-learn (per seed) and rhosym.stats (intervals).
 """
 
 from __future__ import annotations
@@ -26,23 +35,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rhosym.symmetry import CRYSTAL_SYSTEMS
-from rhosym.workflow import CLASS_TASKS, REGRESSION_TASKS
+from rhosym.registry import CLASS_TASKS, CONTROL_MODELS, CRYSTAL_SYSTEMS, MODELS, REGRESSION_TASKS, TASKS
 
 log = logging.getLogger("rhosym.evaluate")
-N_CLASSES = {"crystal_system": 7, "extinction_group": 101, "space_group": 230}
-KEY_COLUMNS = ["dataset", "model", "task", "input", "features"]
-CLASS_COLUMNS = KEY_COLUMNS + ["n", "top1", "top5", "macro_f1", "weighted_f1"]
-REG_COLUMNS = KEY_COLUMNS + ["n", "mae", "rmse", "r2"]
-UNITS = {"band_gap": "eV", "formation_energy": "eV/atom"}
+VARIANT_KEY = ["dataset", "split", "task", "model", "trained_task", "input", "features", "points", "trained_on",
+               "group"]
+CLASS_METRICS = ("top1", "top5", "macro_f1", "weighted_f1")
+REG_METRICS = ("mae", "rmse", "r2")
+UNITS = {t: TASKS[t].unit for t in REGRESSION_TASKS}
 
 
 def label_space(task: str) -> list[str]:
     """Every class label of a classification task, in class-index order, as strings."""
     if task == "crystal_system":
         return list(CRYSTAL_SYSTEMS)
-    if task in N_CLASSES:
-        return [str(i) for i in range(1, N_CLASSES[task] + 1)]
+    if task in CLASS_TASKS:
+        return [str(i) for i in range(1, TASKS[task].n_classes + 1)]
     raise ValueError(f"{task!r} is not a classification task ({', '.join(CLASS_TASKS)})")
 
 
@@ -156,9 +164,10 @@ def regression_metrics(y_true, y_pred) -> dict:
     }
 
 
-def experiment_stem(model: str, task: str, input_: str, features: int) -> str:
-    """File stem of the per-experiment tables: ``{model}-{task}-{input}-f{features}``."""
-    return f"{model}-{task}-{input_}-f{int(features)}"
+def experiment_stem(row: Mapping) -> str:
+    """File stem of a variant's per-class and confusion tables: ``{model}-{task}-{trained_task}-{group}``
+    (plus ``-zs{trained_on}`` never: the group already names a zero-shot source)."""
+    return f"{row['model']}-{row['task']}-{row['trained_task']}-{row['group']}"
 
 
 def to_markdown(df: pd.DataFrame, title: str | None = None, empty: str = "No rows.", floatfmt: str = ".4f") -> str:
@@ -169,141 +178,257 @@ def to_markdown(df: pd.DataFrame, title: str | None = None, empty: str = "No row
     return head + df.to_markdown(index=False, floatfmt=floatfmt) + "\n"
 
 
-MODEL_ORDER = ("cogn", "cgcnn", "xrd_fcn", "pointnet", "sparse_cnn")
-
-
-def sort_experiments(df: pd.DataFrame) -> pd.DataFrame:
-    """Rows in a stable reading order: data set (as first seen), task, model (paper order), input, features."""
+def sort_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows in a stable reading order: data set, split, task, model (control first, then paper order), rest."""
     if df.empty:
         return df.reset_index(drop=True)
     ds_order = list(dict.fromkeys(df["dataset"]))
-    tasks = list(CLASS_TASKS + REGRESSION_TASKS)
+    tasks = list(TASKS)
     key = pd.DataFrame({
-        "d": df["dataset"].map(ds_order.index),
+        "d": df["dataset"].map(ds_order.index), "s": df["split"].astype(str),
         "t": df["task"].map(lambda t: tasks.index(t) if t in tasks else 99),
-        "m": df["model"].map(lambda m: MODEL_ORDER.index(m) if m in MODEL_ORDER else 99),
-        "i": df["input"].astype(str), "f": df["features"].astype(int)}, index=df.index)
-    return df.loc[key.sort_values(["d", "t", "m", "i", "f"], kind="stable").index].reset_index(drop=True)
+        "m": df["model"].map(lambda m: MODELS[m].order if m in MODELS else 99),
+        "g": df["group"].astype(str), "tt": df["trained_task"].astype(str)}, index=df.index)
+    return df.loc[key.sort_values(["d", "s", "t", "m", "tt", "g"], kind="stable").index].reset_index(drop=True)
 
 
-def _key(df: pd.DataFrame, path: str) -> dict:
-    """The experiment key of one prediction file (from its columns, else from its path)."""
-    p = Path(path)
-    from_path = {"model": p.parent.parent.name, "task": p.parent.name,
-                 "input": p.stem.rsplit("-f", 1)[0], "features": int(p.stem.rsplit("-f", 1)[1])
-                 if "-f" in p.stem else 1, "dataset": p.parents[3].name if len(p.parents) > 3 else ""}
-    out = {}
-    for c in KEY_COLUMNS:
-        if c in df.columns and len(df) and pd.notna(df[c].iloc[0]):
-            out[c] = df[c].iloc[0]
-        else:
-            out[c] = from_path[c]
-    out["features"] = int(out["features"])
-    return out
+def read_predictions(paths: Sequence[str]) -> tuple[pd.DataFrame, dict]:
+    """All test rows of the prediction files; ``{path: reason}`` for files that could not be read."""
+    frames, skipped = [], {}
+    for p in paths:
+        try:
+            df = pd.read_parquet(p)
+        except Exception as exc:  # noqa: BLE001 - report and go on
+            skipped[str(p)] = f"unreadable: {type(exc).__name__}: {exc}".splitlines()[0]
+            continue
+        missing = [c for c in VARIANT_KEY + ["seed", "id", "y_true", "y_pred"] if c not in df.columns]
+        if missing:
+            skipped[str(p)] = f"not a rhosym prediction file (no {', '.join(missing)})"
+            continue
+        if len(df):
+            frames.append(df)
+    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=VARIANT_KEY + ["seed", "id"])
+    df["id"] = df["id"].astype(str)
+    for p, why in skipped.items():
+        log.warning("prediction file skipped: %s: %s", p, why)
+    return df, skipped
 
 
-def evaluate_predictions(pred_paths: Sequence[str], out_dir: str | Path, dataset: str | None = None) -> dict:
+def _labelled(df: pd.DataFrame, task: str) -> pd.DataFrame:
+    if task in CLASS_TASKS:
+        return df[normalize_labels(df["y_true"], task) != ""]
+    yt = pd.to_numeric(df["y_true"], errors="coerce")
+    return df[np.isfinite(yt)]
+
+
+def common_ids(rows: pd.DataFrame, task: str) -> list[str]:
+    """Test ids with a label that every (variant, seed) of ``rows`` predicted, in sorted order."""
+    rows = _labelled(rows, task)
+    sets = [set(g["id"]) for _, g in rows.groupby(VARIANT_KEY + ["seed"], dropna=False, sort=False)]
+    if not sets:
+        return []
+    return sorted(set.intersection(*sets))
+
+
+def _class_seed_metrics(g: pd.DataFrame, task: str) -> dict:
+    topk = g["topk"].tolist() if "topk" in g.columns else None
+    return classification_metrics(g["y_true"].tolist(), g["y_pred"].tolist(), task, topk)
+
+
+def evaluate_predictions(pred_paths: Sequence[str], out_dir: str | Path, dataset: str | None = None,
+                         bootstrap: int = 1000, confidence: float = 0.95, bootstrap_f1: int = 200) -> dict:
     """The ``metrics`` rule: every table of one data set's predictions, written under ``out_dir``.
 
-    Returns ``{"classification": DataFrame, "regression": DataFrame}``. A prediction file that is
-    missing or unreadable is logged with its reason and skipped; rows outside the test split are ignored.
+    Returns ``{"classification", "regression", "per_seed", "common_ids"}`` DataFrames. A prediction
+    file that is missing or unreadable is logged with its reason and skipped.
     """
+    from rhosym import stats
+
     out = Path(out_dir)
     (out / "per_class").mkdir(parents=True, exist_ok=True)
     (out / "confusion").mkdir(parents=True, exist_ok=True)
-    cls_rows, reg_rows, skipped = [], [], {}
-    for path in pred_paths:
-        try:
-            df = pd.read_parquet(path)
-        except Exception as exc:  # noqa: BLE001 - report and go on
-            skipped[str(path)] = f"unreadable: {type(exc).__name__}: {exc}".splitlines()[0]
-            continue
-        key = _key(df, str(path))
-        if dataset and not key["dataset"]:
-            key["dataset"] = dataset
-        if "split" in df.columns:
-            n_all = len(df)
-            df = df[df["split"].astype(str) == "test"]
-            if len(df) < n_all:
-                log.info("%s: %d of %d rows are not test-split rows; ignored", path, n_all - len(df), n_all)
-        task = key["task"]
-        if task in CLASS_TASKS:
-            unlabelled = normalize_labels(df["y_true"], task) == ""
-            if unlabelled.any():
-                log.warning("%s: %d test rows without a true label (no label in the manifest) left out",
-                            path, int(unlabelled.sum()))
-                df = df[~unlabelled]
-            yt, yp = df["y_true"].tolist(), df["y_pred"].tolist()
-            topk = df["topk"].tolist() if "topk" in df.columns else None
-            m = classification_metrics(yt, yp, task, topk)
-            cls_rows.append({**key, **m})
-            stem = experiment_stem(key["model"], task, key["input"], key["features"])
-            per_class_table(yt, yp, task).to_csv(out / "per_class" / f"{stem}.csv", index=False)
-            counts = confusion_counts(yt, yp, task)
-            counts.to_csv(out / "confusion" / f"{stem}.csv")
-            row_normalize(counts).to_csv(out / "confusion" / f"{stem}-rates.csv", float_format="%.6g")
-            valid = set(label_space(task))
-            bad_t = sum(v not in valid for v in normalize_labels(yt, task))
-            bad_p = sum(v not in valid for v in normalize_labels(yp, task))
-            if bad_t or bad_p:
-                log.warning("%s: %d true and %d predicted labels are outside the %s label set; "
-                            "not in the confusion matrix", stem, bad_t, bad_p, task)
-            log.info("%s: n=%d top1=%.4f top5=%.4f macro-F1=%.4f", stem, m["n"], m["top1"], m["top5"],
-                     m["macro_f1"])
-        elif task in REGRESSION_TASKS:
-            m = regression_metrics(df["y_true"], df["y_pred"])
-            n_drop = len(df) - m["n"]
-            if n_drop:
-                log.warning("%s/%s: %d rows with non-finite values left out", key["model"], task, n_drop)
-            reg_rows.append({**key, **m, "unit": UNITS.get(task, "")})
-            log.info("%s/%s/%s-f%d: n=%d MAE=%.4g RMSE=%.4g R2=%.4g", key["model"], task, key["input"],
-                     key["features"], m["n"], m["mae"], m["rmse"], m["r2"])
-        else:
-            skipped[str(path)] = f"unknown task {task!r}"
-    for p, why in skipped.items():
-        log.warning("prediction file skipped: %s: %s", p, why)
-    cls = pd.DataFrame(cls_rows, columns=CLASS_COLUMNS)
-    reg = pd.DataFrame(reg_rows, columns=REG_COLUMNS + ["unit"])
-    cls, reg = sort_experiments(cls), sort_experiments(reg)
+    df, skipped = read_predictions(pred_paths)
+    if dataset and len(df):
+        df["dataset"] = dataset
+    cls_rows, reg_rows, seed_rows, id_rows, index_rows = [], [], [], [], []
+    for (split, task), rows in df.groupby(["split", "task"], sort=False):
+        ids = common_ids(rows, task)
+        id_rows += [{"split": split, "task": task, "id": i} for i in ids]
+        n_variants = rows.groupby(VARIANT_KEY, dropna=False).ngroups
+        log.info("%s/%s: common test set of %d structures over %d variants", split, task, len(ids), n_variants)
+        for key, v in rows.groupby(VARIANT_KEY, dropna=False, sort=False):
+            base = dict(zip(VARIANT_KEY, key))
+            seeds = sorted(v["seed"].unique())
+            per_seed_common, per_seed_full = [], []
+            for seed in seeds:
+                full = _labelled(v[v["seed"] == seed], task)
+                com = full[full["id"].isin(ids)].drop_duplicates("id").set_index("id").reindex(ids).reset_index()
+                if task in CLASS_TASKS:
+                    mc, mf = _class_seed_metrics(com, task), _class_seed_metrics(full, task)
+                else:
+                    mc, mf = regression_metrics(com["y_true"], com["y_pred"]), regression_metrics(full["y_true"],
+                                                                                                  full["y_pred"])
+                per_seed_common.append((com, mc))
+                per_seed_full.append(mf)
+                seed_rows.append({**base, "seed": int(seed), "set": "common", **mc})
+                seed_rows.append({**base, "seed": int(seed), "set": "full", **mf})
+            row = {**base, "control": base["model"] in CONTROL_MODELS, "n_seeds": len(seeds), "n": len(ids),
+                   "n_full": int(round(np.mean([m["n"] for m in per_seed_full])))}
+            names = CLASS_METRICS if task in CLASS_TASKS else REG_METRICS
+            for name in names:
+                row[name], row[f"{name}_sd"] = stats.mean_sd([m[name] for _, m in per_seed_common])
+                row[f"{name}_full"] = stats.mean_sd([m[name] for m in per_seed_full])[0]
+            frames = [c for c, _ in per_seed_common]
+            if task in CLASS_TASKS and ids:
+                labels = label_space(task)
+                idx = {lab: i for i, lab in enumerate(labels)}
+                yt = np.array([idx.get(x, -1) for x in normalize_labels(frames[0]["y_true"], task)])
+                yp = np.array([[idx.get(x, -1) for x in normalize_labels(f["y_pred"], task)] for f in frames])
+                correct = (yp == yt[None, :]).mean(0)
+                row["top1_lo"], row["top1_hi"] = stats.bootstrap_mean(correct, bootstrap, confidence)
+                row["macro_f1_lo"], row["macro_f1_hi"] = stats.bootstrap_f1(
+                    yt, yp, len(labels), min(bootstrap, bootstrap_f1), confidence)
+                stem = experiment_stem(row)
+                pooled = pd.concat(frames, ignore_index=True)
+                per_class_table(pooled["y_true"], pooled["y_pred"], task).to_csv(out / "per_class" / f"{stem}.csv",
+                                                                                  index=False)
+                counts = confusion_counts(pooled["y_true"], pooled["y_pred"], task)
+                counts.to_csv(out / "confusion" / f"{stem}.csv")
+                row_normalize(counts).to_csv(out / "confusion" / f"{stem}-rates.csv", float_format="%.6g")
+                index_rows.append({**base, "file": f"{stem}-rates.csv"})
+            elif task in REGRESSION_TASKS and ids:
+                err = np.mean([np.abs(f["y_true"].astype(float) - f["y_pred"].astype(float)).to_numpy()
+                               for f in frames], axis=0)
+                row["mae_lo"], row["mae_hi"] = stats.bootstrap_mean(err, bootstrap, confidence)
+                row["unit"] = UNITS.get(task, "")
+            (cls_rows if task in CLASS_TASKS else reg_rows).append(row)
+    cls = _with_margins(pd.DataFrame(cls_rows), "top1", 100.0, "margin_lattice_pp")
+    reg = _with_margins(pd.DataFrame(reg_rows), "mae", -1.0, "margin_lattice")
+    cls, reg = sort_rows(cls), sort_rows(reg)
+    per_seed = pd.DataFrame(seed_rows)
+    ids_df = pd.DataFrame(id_rows, columns=["split", "task", "id"])
     cls.to_csv(out / "classification.csv", index=False)
     reg.to_csv(out / "regression.csv", index=False)
+    per_seed.to_csv(out / "per_seed.csv", index=False)
+    ids_df.to_csv(out / "common_test_ids.csv", index=False)
+    pd.DataFrame(index_rows).to_csv(out / "confusion" / "index.csv", index=False)
     ds = dataset or (cls["dataset"].iloc[0] if len(cls) else reg["dataset"].iloc[0] if len(reg) else "")
     (out / "classification.md").write_text(to_markdown(
-        cls, f"Classification on the test split ({ds})", "No classification experiments for this data set."))
+        readable_table(cls, "classification"), f"Classification on the common test set ({ds})",
+        "No classification experiments for this data set.", floatfmt=".2f"))
     (out / "regression.md").write_text(to_markdown(
-        reg, f"Regression on the test split ({ds})", "No regression experiments for this data set."))
-    log.info("metrics: %d classification and %d regression experiments; %d prediction files skipped",
+        readable_table(reg, "regression"), f"Regression on the common test set ({ds})",
+        "No regression experiments for this data set.", floatfmt=".4f"))
+    log.info("metrics: %d classification and %d regression rows; %d prediction files skipped",
              len(cls), len(reg), len(skipped))
-    return {"classification": cls, "regression": reg, "skipped": skipped}
+    return {"classification": cls, "regression": reg, "per_seed": per_seed, "common_ids": ids_df, "skipped": skipped}
+
+
+def _with_margins(df: pd.DataFrame, metric: str, scale: float, column: str) -> pd.DataFrame:
+    """Margin of each row over the lattice control of the same (split, task): ``scale × (metric −
+    control's)``; the control is the one trained on this data set with the row's trained task if there
+    is one, else any lattice row of the comparison."""
+    if df.empty:
+        return df
+    df = df.copy()
+    df[column] = np.nan
+    for (_split, _task), g in df.groupby(["split", "task"], sort=False):
+        ctrl = g[g["control"]]
+        if ctrl.empty:
+            continue
+        for i, r in g.iterrows():
+            c = ctrl[(ctrl["trained_task"] == r["trained_task"]) & (ctrl["trained_on"] == ctrl["dataset"])]
+            c = c if len(c) else ctrl
+            df.loc[i, column] = scale * (r[metric] - float(c[metric].iloc[0]))
+    return df
+
+
+def _pm(mean, sd, scale: float, digits: int) -> str:
+    if mean is None or not np.isfinite(mean):
+        return ""
+    out = f"{scale * mean:.{digits}f}"
+    if sd is not None and np.isfinite(sd) and sd > 0:
+        out += f" ± {scale * sd:.{digits}f}"
+    return out
+
+
+def _ci(lo, hi, scale: float, digits: int) -> str:
+    if lo is None or not np.isfinite(lo):
+        return ""
+    return f"[{scale * lo:.{digits}f}, {scale * hi:.{digits}f}]"
+
+
+def variant_label(r: Mapping) -> str:
+    """``model`` plus what sets the variant apart: input, features, points, source, joint network."""
+    parts = [str(r["model"])]
+    inp = str(r.get("input", ""))
+    if inp and inp not in (r["model"], "xrd", "lattice"):
+        parts.append(inp)
+    if int(r.get("features", 1) or 1) != 1:
+        parts.append(f"f{int(r['features'])}")
+    if int(r.get("points", 0) or 0):
+        parts.append(f"n{int(r['points'])}")
+    g = str(r.get("group", ""))
+    if "-ft" in g:
+        parts.append("fine-tuned from " + g.split("-ft", 1)[1].rsplit("-", 1)[0])
+    if r.get("trained_on") and r.get("dataset") and r["trained_on"] != r["dataset"]:
+        parts.append(f"zero-shot from {r['trained_on']}")
+    if r.get("trained_task") == "symmetry":
+        parts.append("joint")
+    return " ".join(parts)
+
+
+def readable_table(df: pd.DataFrame, kind: str) -> pd.DataFrame:
+    """The table of the Markdown files and of the benchmark docs: mean ± sd [95 % interval], n."""
+    if df.empty:
+        return df
+    rows = []
+    for _, r in df.iterrows():
+        out = {"dataset": r["dataset"], "split": r["split"], "task": r["task"], "model": variant_label(r),
+               "seeds": int(r["n_seeds"]), "n": int(r["n"])}
+        if kind == "classification":
+            out["accuracy (%)"] = _pm(r["top1"], r["top1_sd"], 100, 1)
+            out["95% CI"] = _ci(r.get("top1_lo"), r.get("top1_hi"), 100, 1)
+            out["macro-F1 (%)"] = _pm(r["macro_f1"], r["macro_f1_sd"], 100, 1)
+            out["margin over lattice (pp)"] = "" if not np.isfinite(r.get("margin_lattice_pp", np.nan)) else \
+                f"{r['margin_lattice_pp']:+.1f}"
+            out["n_full"] = int(r["n_full"])
+            out["accuracy full (%)"] = _pm(r["top1_full"], None, 100, 1)
+        else:
+            out["unit"] = r.get("unit", "")
+            out["MAE"] = _pm(r["mae"], r["mae_sd"], 1, 4)
+            out["95% CI"] = _ci(r.get("mae_lo"), r.get("mae_hi"), 1, 4)
+            out["R2"] = _pm(r["r2"], r["r2_sd"], 1, 3)
+            m = r.get("margin_lattice", np.nan)
+            out["margin over lattice (MAE reduction)"] = "" if not np.isfinite(m) else f"{m:+.4f}"
+            out["n_full"] = int(r["n_full"])
+            out["MAE full"] = _pm(r["mae_full"], None, 1, 4)
+        rows.append(out)
+    return pd.DataFrame(rows)
 
 
 def sweep_table(paths: Sequence[str]) -> pd.DataFrame:
-    """Accuracy of each ``predictions_sweep/.../n{N}.parquet`` file: one row per (experiment, max_points).
-
-    Columns ``dataset, model, task, input, features, max_points, n, top1, macro_f1``.
-    """
-    rows = []
+    """Accuracy of each ``predictions_sweep/.../n{N}.parquet`` file: one row per (variant, task, max_points),
+    seeds pooled as mean. Columns ``dataset, split, model, task, trained_task, group, input, features,
+    max_points, n, top1, macro_f1``."""
+    frames = []
     for path in paths:
-        p = Path(path)
         try:
-            df = pd.read_parquet(p)
+            frames.append(pd.read_parquet(path))
         except Exception as exc:  # noqa: BLE001
-            log.warning("sweep file skipped: %s: %s", p, f"{type(exc).__name__}: {exc}".splitlines()[0])
-            continue
-        # .../predictions_sweep/{model}/{task}/{input}-f{features}/n{N}.parquet
-        tag = p.parent.name
-        key = {"dataset": p.parents[4].name if len(p.parents) > 4 else "", "model": p.parents[2].name,
-               "task": p.parents[1].name, "input": tag.rsplit("-f", 1)[0], "features": int(tag.rsplit("-f", 1)[1])}
-        for c in KEY_COLUMNS:
-            if c in df.columns and len(df) and pd.notna(df[c].iloc[0]):
-                key[c] = df[c].iloc[0]
-        key["features"] = int(key["features"])
-        if "split" in df.columns:
-            df = df[df["split"].astype(str) == "test"]
-        m = classification_metrics(df["y_true"].tolist(), df["y_pred"].tolist(), key["task"])
-        rows.append({**key, "max_points": int(p.stem.lstrip("n")), "n": m["n"], "top1": m["top1"],
-                     "macro_f1": m["macro_f1"]})
-    cols = KEY_COLUMNS + ["max_points", "n", "top1", "macro_f1"]
+            log.warning("sweep file skipped: %s: %s", path, f"{type(exc).__name__}: {exc}".splitlines()[0])
+    cols = ["dataset", "split", "model", "task", "trained_task", "group", "input", "features", "max_points", "n",
+            "top1", "macro_f1"]
+    if not frames:
+        return pd.DataFrame(columns=cols)
+    df = pd.concat(frames, ignore_index=True)
+    rows = []
+    keys = ["dataset", "split", "model", "task", "trained_task", "group", "input", "features", "max_points"]
+    for key, g in df.groupby(keys, sort=False):
+        per = [classification_metrics(s["y_true"].tolist(), s["y_pred"].tolist(), key[3])
+               for _, s in g.groupby("seed")]
+        rows.append({**dict(zip(keys, key)), "n": per[0]["n"], "top1": float(np.mean([m["top1"] for m in per])),
+                     "macro_f1": float(np.mean([m["macro_f1"] for m in per]))})
     return pd.DataFrame(rows, columns=cols).sort_values(
         ["dataset", "task", "model", "max_points"], kind="stable").reset_index(drop=True)
 
@@ -313,51 +438,29 @@ def run_sweep_table(paths: Sequence[str], out_csv: str) -> pd.DataFrame:
     t = sweep_table(paths)
     Path(out_csv).parent.mkdir(parents=True, exist_ok=True)
     t.to_csv(out_csv, index=False)
-    log.info("points sweep: %d (experiment, max_points) rows from %d files", len(t), len(paths))
+    log.info("points sweep: %d (variant, task, max_points) rows from %d files", len(t), len(paths))
     return t
 
 
-def prediction_paths(experiments, results: str, ds: str) -> list[str]:
-    """Test-prediction files of data set ``ds`` (inputs of the ``metrics`` rule)."""
-    return [f"{results}/{e.dataset}/predictions/{e.path}.parquet" for e in experiments if e.dataset == ds]
+def run_points_sweep(smk) -> list[dict]:
+    """The ``predict_sweep`` rule: ONE trained checkpoint on the test split once per ``max_points``
+    value (loaded once; an inference-time sweep, not a retraining per size): each structure is cut to at
+    most N points (its fixed subset). ``outputs[i]`` receives the predictions for ``max_points[i]``."""
+    from rhosym import infer, layout
+    from rhosym.settings import parse_config
 
-
-def sweep_experiments(experiments, figures_cfg: Mapping) -> list:
-    """Experiments the figS8 points sweep re-runs: density classifiers named in ``figures:``."""
-    return [e for e in experiments if e.model in figures_cfg.get("points_sweep_models", ())
-            and e.task in figures_cfg.get("points_sweep_tasks", ())]
-
-
-def sweep_paths(experiments, figures_cfg: Mapping, results: str, ds: str) -> list[str]:
-    """``predictions_sweep/{model}/{task}/{input}-f{features}/n{N}.parquet`` files of data set ``ds``."""
-    return [f"{results}/{e.dataset}/predictions_sweep/{e.path}/n{int(n)}.parquet"
-            for e in sweep_experiments(experiments, figures_cfg) if e.dataset == ds
-            for n in figures_cfg.get("points_sweep", ())]
-
-
-def run_points_sweep(checkpoint: str, stores: Sequence[str], manifest: str, split: str, outputs: Sequence[str],
-                     max_points: Sequence[int], params: Mapping) -> list[dict]:
-    """The ``predict_sweep`` rule: the trained checkpoint on the test split once per ``max_points`` value.
-
-    An inference-time sweep of ONE trained model (the checkpoint is loaded once), not a retraining per
-    size: each structure is sub-sampled (seeded) to at most N points by ``rhosym.infer.predict_split``,
-    called with the arguments the ``predict_test`` rule uses plus ``max_points``. ``outputs[i]`` receives
-    the predictions for ``max_points[i]``. Returns ``[{max_points, n, top1}]``.
-    """
-    from rhosym import infer
-
-    if len(outputs) != len(max_points):
-        raise ValueError(f"{len(outputs)} outputs for {len(max_points)} max_points values")
-    device = params.get("device", "auto")
-    loaded = infer.load_checkpoint(checkpoint, device)
+    w = smk.wildcards
+    v = layout.parse_variant(w.variant)
+    cfg = parse_config(dict(smk.config))
+    device = cfg.train_resource(w.model, "device")
+    loaded = infer.load_checkpoint(smk.input.checkpoint, device)
+    identity = {"dataset": w.ds, "variant": w.variant, "group": layout.group_of(w.variant), "split": v["split"],
+                "trained_on": w.ds}
     summary = []
-    for out, n in zip(outputs, max_points):
-        df = infer.predict_split(loaded, list(stores), manifest, split, split="test", out=out,
-                                 top_k=int(params.get("top_k", 5)), max_points=int(n), device=device,
-                                 num_workers=int(params.get("num_workers", 0)), seed=int(params.get("seed", 0)))
-        task = str(df["task"].iloc[0]) if len(df) else "crystal_system"
-        m = classification_metrics(df["y_true"].tolist(), df["y_pred"].tolist(), task) if len(df) else {"n": 0,
-                                                                                                       "top1": np.nan}
-        summary.append({"max_points": int(n), "n": m["n"], "top1": m["top1"]})
-        log.info("points sweep: max_points=%d: n=%d top1=%.4f", n, m["n"], m["top1"])
+    for out, n in zip(list(smk.output), list(smk.params.max_points)):
+        df = infer.predict_split(loaded, list(smk.input.stores), smk.input.manifest, smk.input.split, split="test",
+                                 out=out, top_k=int(smk.params.top_k), max_points=int(n), device=device,
+                                 seed=int(v["seed"]), identity=identity)
+        summary.append({"max_points": int(n), "n": int(len(df))})
+        log.info("points sweep: max_points=%d: %d rows", n, len(df))
     return summary

@@ -19,16 +19,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from rhosym.registry import CLASS_TASKS, MODELS, TASKS, model_display, model_order
+
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 log = logging.getLogger("rhosym.figures")
 
-MODEL_ORDER = ("cogn", "cgcnn", "xrd_fcn", "pointnet", "sparse_cnn")
-MODEL_NAMES = {"cogn": "coGN", "cgcnn": "CGCNN", "xrd_fcn": "FCN (XRD)", "pointnet": "PointNet",
-               "sparse_cnn": "Sparse 3D CNN"}
-TASK_NAMES = {"crystal_system": "Crystal system", "extinction_group": "Extinction group",
-              "space_group": "Space group", "band_gap": "Band gap", "formation_energy": "Formation energy"}
-CLASS_TASKS = ("crystal_system", "extinction_group", "space_group")
+TASK_NAMES = {n: t.display for n, t in TASKS.items()}
 SPLIT_ORDER = ("train", "val", "test")
 CS_SHORT = ("Tric.", "Mono.", "Orth.", "Tetr.", "Trig.", "Hex.", "Cub.")
 # Classes per crystal system, in class order: space groups (ITA numbering) and extinction groups
@@ -36,8 +33,8 @@ CS_SHORT = ("Tric.", "Mono.", "Orth.", "Tetr.", "Trig.", "Hex.", "Cub.")
 SG_PER_CS = (2, 13, 59, 68, 25, 27, 36)
 EG_PER_CS = (1, 6, 33, 31, 6, 7, 17)
 SEATTLE = 3  # triclinic, monoclinic, orthorhombic: the low-symmetry "Seattle zone"
-_HATCHES = ("//", "\\\\", "xx", "..", "")
-_MARKERS = ("o", "s", "^", "D", "v")
+_HATCHES = ("", "//", "\\\\", "xx", "..", "--", "++")
+_MARKERS = ("X", "o", "s", "^", "D", "v", "P")
 _LINESTYLES = ("-", "--", ":")
 DPI = 200  # PNG resolution (tests lower it)
 
@@ -55,33 +52,57 @@ def _plt():
 
 
 def model_style(model: str) -> dict:
-    """Colour, hatch and marker of a model (stable across figures)."""
+    """Colour, hatch and marker of a model (stable across figures; the lattice control is grey)."""
     from matplotlib import colormaps
 
-    i = MODEL_ORDER.index(model) if model in MODEL_ORDER else len(MODEL_ORDER) - 1
-    colour = colormaps["viridis"](0.05 + 0.9 * i / (len(MODEL_ORDER) - 1))
-    return {"color": colour, "hatch": _HATCHES[i % len(_HATCHES)], "marker": _MARKERS[i % len(_MARKERS)]}
+    spec = MODELS.get(model)
+    if spec is not None and spec.control:
+        return {"color": "0.75", "hatch": "", "marker": "X"}
+    studied = [m for m in model_order(MODELS) if MODELS[m].study and not MODELS[m].control]
+    i = studied.index(model) if model in studied else len(studied) - 1
+    colour = colormaps["viridis"](0.05 + 0.9 * i / max(1, len(studied) - 1))
+    return {"color": colour, "hatch": _HATCHES[1 + i % (len(_HATCHES) - 1)], "marker": _MARKERS[1 + i % 5]}
 
 
 def model_label(model: str) -> str:
-    return MODEL_NAMES.get(model, model)
+    return model_display(model)
 
 
 def order_models(models) -> list[str]:
-    models = list(dict.fromkeys(models))
-    return sorted(models, key=lambda m: (MODEL_ORDER.index(m) if m in MODEL_ORDER else 99, m))
+    return model_order(models)
 
 
 def _variant_labels(df: pd.DataFrame) -> pd.Series:
-    """Model name, plus ``(input, fN)`` when a model has several variants in ``df``."""
-    n_var = df.groupby("model")[["input", "features"]].apply(lambda g: len(g.drop_duplicates()))
+    """Display name plus what sets a variant apart (rhosym.evaluate.variant_label), one line per part."""
+    from rhosym.evaluate import variant_label
+
     out = []
     for _, r in df.iterrows():
-        lab = model_label(r["model"])
-        if n_var.get(r["model"], 1) > 1:
-            lab += f"\n({r['input']}, f{int(r['features'])})"
-        out.append(lab)
+        lab = variant_label(r)
+        name = model_label(r["model"])
+        rest = lab[len(str(r["model"])):].strip()
+        out.append(name + (f"\n({rest})" if rest else ""))
     return pd.Series(out, index=df.index)
+
+
+def main_rows(df: pd.DataFrame, features: int = 1, splits: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """The comparison rows of a metrics table: each data set's primary split, the feature set asked for
+    (where a model has it), as sampled (no ``points``), trained on the data set itself and not fine-tuned."""
+    if df is None or df.empty:
+        return pd.DataFrame() if df is None else df
+    d = df.copy()
+    if splits:
+        d = d[[splits.get(ds, sp) == sp for ds, sp in zip(d["dataset"], d["split"])]]
+    if "points" in d.columns:
+        d = d[d["points"].fillna(0).astype(int) == 0]
+    if "trained_on" in d.columns:
+        d = d[d["trained_on"].astype(str) == d["dataset"].astype(str)]
+    if "group" in d.columns:
+        d = d[~d["group"].astype(str).str.contains("-ft")]
+    d = (d.assign(_pref=(d["features"].astype(int) != features).astype(int))
+         .sort_values("_pref", kind="stable")
+         .drop_duplicates(["dataset", "split", "task", "model", "trained_task", "input"]).drop(columns="_pref"))
+    return d
 
 
 def save(fig, out_png: str | Path, out_pdf: str | Path | None = None) -> None:
@@ -116,62 +137,74 @@ def _no_data(ax, text: str = "no data") -> None:
 
 # --------------------------------------------------------------------------------------------- fig 3
 def plot_fig3(classification: Mapping[str, pd.DataFrame], out_png, out_pdf=None, features: int = 1,
-              f1: str = "macro_f1"):
-    """Grouped bars: test top-1 accuracy (bars) and F1 (black diamonds) per model; row per data set,
-    column per classification task. ``classification`` maps data set -> ``classification.csv`` table."""
+              f1: str = "macro_f1", splits: Mapping[str, str] | None = None):
+    """Grouped bars: test top-1 accuracy (bars, mean over seeds, error bar: the bootstrap 95 % interval
+    over test structures, or ± sd when there is none) and F1 (black diamonds) per model on the common
+    test set (n in each panel's title); the lattice-only control is the grey bar on the left and a
+    dashed line. Row per data set, column per classification task."""
     plt = _plt()
-    frames = [df.assign(dataset=ds) for ds, df in classification.items() if df is not None and len(df)]
+    frames = [main_rows(df, features, splits) for ds, df in classification.items() if df is not None and len(df)]
+    frames = [f for f in frames if len(f)]
     if not frames:
         return _empty_figure("No classification results to plot.", out_png, out_pdf, "Fig. 3")
     allc = pd.concat(frames, ignore_index=True)
-    # one feature set per model: ``features`` where the model has it, else what it has (1)
-    allc = (allc.assign(_pref=(allc["features"].astype(int) != features).astype(int))
-            .sort_values("_pref", kind="stable").drop_duplicates(["dataset", "model", "task", "input"])
-            .drop(columns="_pref"))
-    datasets = list(classification)
+    datasets = [ds for ds in classification if ds in set(allc["dataset"])]
     tasks = [t for t in CLASS_TASKS if t in set(allc["task"])]
-    allc = allc.copy()
     allc["label"] = _variant_labels(allc)
     variants = (allc[["model", "label"]].drop_duplicates()
-                .assign(o=lambda d: d["model"].map(lambda m: order_models([m] + list(MODEL_ORDER)).index(m)))
+                .assign(o=lambda d: d["model"].map(lambda m: MODELS[m].order if m in MODELS else 99))
                 .sort_values(["o", "label"]))
     labels = variants["label"].tolist()
     models_of = dict(zip(variants["label"], variants["model"]))
     fig, axes = plt.subplots(len(datasets), len(tasks), figsize=(1.0 + 0.75 * len(labels) * len(tasks),
-                             0.8 + 2.7 * len(datasets)), squeeze=False, sharey=True)
+                             1.0 + 2.8 * len(datasets)), squeeze=False, sharey=True)
     x = np.arange(len(labels))
     for i, ds in enumerate(datasets):
         for j, task in enumerate(tasks):
             ax = axes[i, j]
-            sub = allc[(allc["dataset"] == ds) & (allc["task"] == task)].set_index("label")
+            sub = allc[(allc["dataset"] == ds) & (allc["task"] == task)].drop_duplicates("label").set_index("label")
             for k, lab in enumerate(labels):
                 st = model_style(models_of[lab])
                 if lab not in sub.index:
                     ax.text(k, 2, "n/a", ha="center", va="bottom", fontsize=7, color="0.4", rotation=90)
                     continue
-                acc = 100 * float(sub.loc[lab, "top1"])
-                ax.bar(k, acc, width=0.75, color=st["color"], hatch=st["hatch"], edgecolor="black", lw=0.6)
-                ax.text(k, acc + 1.5, f"{acc:.1f}", ha="center", va="bottom", fontsize=7)
-                fv = sub.loc[lab, f1]
+                r = sub.loc[lab]
+                acc = 100 * float(r["top1"])
+                lo, hi = (100 * float(r.get("top1_lo", np.nan)), 100 * float(r.get("top1_hi", np.nan)))
+                if np.isfinite(lo):
+                    yerr = [[max(acc - lo, 0)], [max(hi - acc, 0)]]
+                else:
+                    sd = 100 * float(r.get("top1_sd", 0) or 0)
+                    yerr = [[sd], [sd]]
+                ax.bar(k, acc, width=0.75, color=st["color"], hatch=st["hatch"], edgecolor="black", lw=0.6,
+                       yerr=yerr, error_kw={"elinewidth": 0.8, "capsize": 2.5, "ecolor": "black"})
+                ax.text(k, min(acc + yerr[1][0], 100) + 1.5, f"{acc:.1f}", ha="center", va="bottom", fontsize=6.5)
+                fv = r.get(f1, np.nan)
                 if pd.notna(fv):
-                    ax.plot(k, 100 * float(fv), marker="D", ms=5, mfc="black", mec="white", mew=0.8, ls="none")
-            ax.set_xticks(x, labels, rotation=35, ha="right")
+                    ax.plot(k, 100 * float(fv), marker="D", ms=4.5, mfc="black", mec="white", mew=0.8, ls="none")
+                if MODELS.get(models_of[lab]) is not None and MODELS[models_of[lab]].control:
+                    ax.axhline(acc, color="0.45", ls="--", lw=0.8, zorder=0)
+            n = int(sub["n"].iloc[0]) if len(sub) else 0
+            seeds = int(sub["n_seeds"].max()) if len(sub) and "n_seeds" in sub else 1
+            ax.set_xticks(x, labels, rotation=40, ha="right", fontsize=7)
             ax.set_xlim(-0.6, len(labels) - 0.4)
-            ax.set_ylim(0, 112)
+            ax.set_ylim(0, 115)
             ax.set_yticks(range(0, 101, 20))
             ax.grid(axis="y", color="0.85", lw=0.5)
             ax.set_axisbelow(True)
-            if i == 0:
-                ax.set_title(TASK_NAMES.get(task, task))
+            title = f"{TASK_NAMES.get(task, task)}\n" if i == 0 else ""
+            ax.set_title(f"{title}n = {n} test structures, {seeds} seed{'s' if seeds != 1 else ''}", fontsize=8)
             if j == 0:
                 ax.set_ylabel(f"{ds}\ntest accuracy / F1 (%)")
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    handles = [Patch(facecolor="0.8", edgecolor="black", label="top-1 accuracy (bar)"),
-               Line2D([], [], marker="D", ls="none", mfc="black", mec="white", label=f"{f1.replace('_', '-').replace('f1', 'F1')} (◆)")]
-    fig.legend(handles=handles, loc="upper center", ncol=2, frameon=False, bbox_to_anchor=(0.5, 1.0))
-    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    handles = [Patch(facecolor="0.8", edgecolor="black", label="top-1 accuracy (bar; 95 % interval)"),
+               Line2D([], [], marker="D", ls="none", mfc="black", mec="white",
+                      label=f"{f1.replace('_', '-').replace('f1', 'F1')} (◆)"),
+               Line2D([], [], color="0.45", ls="--", label="lattice-only control")]
+    fig.legend(handles=handles, loc="upper center", ncol=3, frameon=False, bbox_to_anchor=(0.5, 1.0))
+    fig.tight_layout(rect=(0, 0, 1, 0.94))
     save(fig, out_png, out_pdf)
     return fig
 
@@ -518,6 +551,92 @@ def plot_figS11(histories: pd.DataFrame, out_png, out_pdf=None):
     return fig
 
 
+# --------------------------------------------------------------------------------------------- fig S8
+def plot_figS8_trained(classification: pd.DataFrame, out_png, out_pdf=None):
+    """Accuracy against point-cloud size with a model TRAINED (and tested) at each size (experiments
+    with ``points``), as the paper's Supplementary Fig. 8: mean over seeds with the bootstrap interval."""
+    plt = _plt()
+    d = classification if classification is not None else pd.DataFrame()
+    if not d.empty:
+        d = d[d["points"].fillna(0).astype(int) > 0]
+    if d.empty:
+        return _empty_figure("No experiments trained at several point-cloud sizes (experiments: points: [...]).",
+                             out_png, out_pdf, "Supplementary Fig. 8")
+    datasets = list(dict.fromkeys(d["dataset"]))
+    tasks = [t for t in CLASS_TASKS if t in set(d["task"])]
+    fig, axes = plt.subplots(len(datasets), len(tasks), figsize=(0.8 + 3.4 * len(tasks), 0.9 + 2.7 * len(datasets)),
+                             squeeze=False)
+    for i, ds in enumerate(datasets):
+        for j, task in enumerate(tasks):
+            ax = axes[i, j]
+            sub = d[(d["dataset"] == ds) & (d["task"] == task)]
+            if sub.empty:
+                _no_data(ax)
+            for (model, inp, tt), g in sub.groupby(["model", "input", "trained_task"], sort=False):
+                g = g.sort_values("points")
+                st = model_style(model)
+                y = 100 * g["top1"].to_numpy(float)
+                lo, hi = 100 * g["top1_lo"].to_numpy(float), 100 * g["top1_hi"].to_numpy(float)
+                ax.errorbar(g["points"], y, yerr=[np.clip(y - lo, 0, None), np.clip(hi - y, 0, None)],
+                            marker=st["marker"], color=st["color"], mec="black", mew=0.5, capsize=2.5,
+                            label=f"{model_label(model)} ({inp}{', joint' if tt == 'symmetry' else ''})")
+            ax.set_xscale("log")
+            ax.grid(color="0.88", lw=0.5)
+            if i == 0:
+                ax.set_title(TASK_NAMES.get(task, task))
+            if j == 0:
+                ax.set_ylabel(f"{ds}\ntest accuracy (%)")
+            if i == len(datasets) - 1:
+                ax.set_xlabel("points per structure (trained and tested at this size)")
+            if len(sub):
+                ax.legend(frameon=False, fontsize=7)
+    fig.tight_layout()
+    save(fig, out_png, out_pdf)
+    return fig
+
+
+# --------------------------------------------------------------------------------------------- figRobust
+def plot_figRobust(robust: pd.DataFrame, out_png, out_pdf=None):
+    """Accuracy against perturbation strength: one panel per perturbation (rows: data set × task), one
+    line per model (dashed: trained with perturbation augmentation), bootstrap 95 % bands."""
+    plt = _plt()
+    if robust is None or robust.empty:
+        return _empty_figure("No robustness results (no trained model of robustness.models).", out_png, out_pdf,
+                             "Robustness")
+    rows = list(dict.fromkeys(zip(robust["dataset"], robust["task"])))
+    perts = list(dict.fromkeys(robust["perturbation"]))
+    fig, axes = plt.subplots(len(rows), len(perts), figsize=(0.6 + 2.6 * len(perts), 0.8 + 2.4 * len(rows)),
+                             squeeze=False)
+    for i, (ds, task) in enumerate(rows):
+        for j, pert in enumerate(perts):
+            ax = axes[i, j]
+            sub = robust[(robust["dataset"] == ds) & (robust["task"] == task) & (robust["perturbation"] == pert)]
+            if sub.empty:
+                _no_data(ax, "n/a for\nthese models")
+            for (model, _group), g in sub.groupby(["model", "group"], sort=False):
+                g = g.sort_values("order")
+                st = model_style(model)
+                x = np.arange(len(g))
+                aug = bool(g["augmented"].iloc[0]) if "augmented" in g else False
+                ax.plot(x, 100 * g["top1"], marker=st["marker"], color=st["color"], mec="black", mew=0.4, ms=4,
+                        ls="--" if aug else "-", label=f"{model_label(model)}{' (augmented)' if aug else ''}")
+                ax.fill_between(x, 100 * g["top1_lo"], 100 * g["top1_hi"], color=st["color"], alpha=0.15, lw=0)
+                ax.set_xticks(x, [str(v) for v in g["strength_label"]], fontsize=6.5, rotation=30)
+            unit = sub["unit"].iloc[0] if len(sub) and "unit" in sub else ""
+            ax.set_xlabel(f"{pert} ({unit})" if unit else pert, fontsize=8)
+            ax.set_ylim(0, 100)
+            ax.grid(color="0.9", lw=0.5)
+            if j == 0:
+                ax.set_ylabel(f"{ds}: {TASK_NAMES.get(task, task).lower()}\naccuracy (%)")
+            if i == 0 and j == 0 and len(sub):
+                ax.legend(frameon=False, fontsize=6.5)
+    n = int(robust["n"].max()) if "n" in robust else 0
+    fig.suptitle(f"Robustness to experimental-like density on the common test set (n ≤ {n})", fontsize=9)
+    fig.tight_layout()
+    save(fig, out_png, out_pdf)
+    return fig
+
+
 # --------------------------------------------------------------------------------------------- tables
 def _md(df: pd.DataFrame, title: str, empty: str, floatfmt: str = ".2f") -> str:
     from rhosym.evaluate import to_markdown
@@ -525,64 +644,43 @@ def _md(df: pd.DataFrame, title: str, empty: str, floatfmt: str = ".2f") -> str:
     return to_markdown(df, title, empty, floatfmt)
 
 
-def supplementary_tables(classification: pd.DataFrame, regression: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """The paper's Supplementary Tables 1-3 equivalents.
+def supplementary_tables(classification: pd.DataFrame, regression: pd.DataFrame,
+                         splits: Mapping[str, str] | None = None) -> dict[str, pd.DataFrame]:
+    """The paper's Supplementary Tables 1-3 equivalents, on each data set's common test set.
 
-    * ``s1``: classification: test top-1 accuracy and macro-F1 (%) per task; row per data set and model
-      variant (top-5 and weighted F1 are in ``metrics/classification.csv``);
-    * ``s2``: regression MAE with one density feature (all models); row per data set and model;
+    * ``s1``: classification: every variant, task: n, accuracy (mean ± sd over seeds, bootstrap 95 %
+      interval), macro-F1, margin over the lattice control (percentage points), and the full-test-set
+      accuracy; the lattice control is its own (control) row;
+    * ``s2``: regression MAE with one density feature (all models), same columns;
     * ``s3``: regression MAE of the density models with 1 and 4 features, and the relative change.
     """
-    keys = ["dataset", "model", "input", "features"]
-    s1 = pd.DataFrame(columns=keys)
-    if classification is not None and len(classification):
-        c = classification.copy()
-        parts = []
-        for t in CLASS_TASKS:
-            ct = c[c["task"] == t][keys + ["top1", "macro_f1"]]
-            ct = ct.rename(columns={"top1": f"{t} acc (%)", "macro_f1": f"{t} F1 (%)"})
-            for col in ct.columns[len(keys):]:
-                ct[col] = 100 * ct[col]
-            parts.append(ct.set_index(keys))
-        s1 = pd.concat(parts, axis=1).reset_index()
-        s1 = s1.dropna(axis=1, how="all")
-    s2 = pd.DataFrame(columns=["dataset", "model", "input"])
-    s3 = pd.DataFrame(columns=["dataset", "model", "input", "task"])
+    from rhosym.evaluate import readable_table
+
+    s1 = readable_table(classification, "classification") if classification is not None and len(classification) \
+        else pd.DataFrame()
+    s2 = pd.DataFrame()
+    s3 = pd.DataFrame(columns=["dataset", "split", "model", "input", "task"])
     if regression is not None and len(regression):
-        r = regression.copy()
-        r1 = r[r["features"].astype(int) == 1]
-        if len(r1):
-            s2 = (r1.pivot_table(index=["dataset", "model", "input"], columns="task", values="mae", aggfunc="first")
-                  .rename(columns=lambda t: f"{t} MAE ({'eV' if t == 'band_gap' else 'eV/atom'})").reset_index())
-            s2.columns.name = None
-        rr = r.pivot_table(index=["dataset", "model", "input", "task"], columns="features", values="mae",
-                           aggfunc="first")
+        r1 = regression[regression["features"].astype(int) == 1]
+        s2 = readable_table(r1, "regression")
+        rr = regression.pivot_table(index=["dataset", "split", "model", "input", "task"], columns="features",
+                                    values="mae", aggfunc="first")
         if 1 in rr.columns and 4 in rr.columns:
             rr = rr[[1, 4]].dropna()
             if len(rr):
                 s3 = rr.rename(columns={1: "MAE 1 feature", 4: "MAE 4 features"}).reset_index()
                 s3.columns.name = None
                 s3["change (%)"] = 100 * (s3["MAE 4 features"] / s3["MAE 1 feature"] - 1)
-    ds_order = list(dict.fromkeys(pd.concat([d["dataset"] for d in (classification, regression)
-                                             if d is not None and "dataset" in d.columns] or [pd.Series([])])))
-
-    def order(t: pd.DataFrame) -> pd.DataFrame:
-        if t.empty:
-            return t
-        k = pd.DataFrame({"d": t["dataset"].map(lambda d: ds_order.index(d) if d in ds_order else 99),
-                          "m": t["model"].map(lambda m: MODEL_ORDER.index(m) if m in MODEL_ORDER else 99)},
-                         index=t.index)
-        return t.loc[k.sort_values(["d", "m"], kind="stable").index].reset_index(drop=True)
-
-    return {"s1": order(s1), "s2": order(s2), "s3": order(s3)}
+    return {"s1": s1, "s2": s2, "s3": s3}
 
 
-def write_tables(classification: pd.DataFrame, regression: pd.DataFrame, outputs: Mapping[str, str]) -> dict:
+def write_tables(classification: pd.DataFrame, regression: pd.DataFrame, outputs: Mapping[str, str],
+                 splits: Mapping[str, str] | None = None) -> dict:
     """Write the tables to ``outputs`` (keys ``s1_csv, s1_md, s2_csv, s2_md, s3_csv, s3_md``)."""
-    t = supplementary_tables(classification, regression)
-    titles = {"s1": ("Supplementary Table 1: symmetry classification on the test split (%)",
+    t = supplementary_tables(classification, regression, splits)
+    titles = {"s1": ("Supplementary Table 1: symmetry classification on the common test set (%)",
                      "No classification experiments."),
-              "s2": ("Supplementary Table 2: property regression, MAE on the test split (1 density feature)",
+              "s2": ("Supplementary Table 2: property regression, MAE on the common test set (1 density feature)",
                      "No regression experiments: this configuration trains no band-gap or formation-energy model."),
               "s3": ("Supplementary Table 3: regression MAE with 1 vs 4 density features",
                      "No experiment pairs with 1 and 4 density features (set experiments: features: [1, 4] "
@@ -590,7 +688,7 @@ def write_tables(classification: pd.DataFrame, regression: pd.DataFrame, outputs
     for k, df in t.items():
         Path(outputs[f"{k}_csv"]).parent.mkdir(parents=True, exist_ok=True)
         df.to_csv(outputs[f"{k}_csv"], index=False, float_format="%.6g")
-        Path(outputs[f"{k}_md"]).write_text(_md(df, *titles[k], floatfmt=".4f" if k != "s1" else ".2f"))
+        Path(outputs[f"{k}_md"]).write_text(_md(df, *titles[k], floatfmt=".4f"))
         log.info("table %s: %d rows", k, len(df))
     return t
 
@@ -607,76 +705,115 @@ def _read_csv(path) -> pd.DataFrame | None:
         return pd.DataFrame()
 
 
-def read_rates(confusion_dir, task: str, models: Sequence[str] | None = None,
-               features: int = 1) -> dict[str, pd.DataFrame]:
-    """``{model: rates table}`` of one task from a ``metrics/confusion`` folder (density models with
-    ``features``, falling back to 1; for a model with several inputs, ``grid`` before ``random``)."""
+def read_rates(confusion_dir, task: str, models: Sequence[str] | None = None, features: int = 1,
+               dataset: str | None = None, split: str | None = None) -> dict[str, pd.DataFrame]:
+    """``{model: rates table}`` of one task from a ``metrics/confusion`` folder (its ``index.csv``): per
+    model its main variant (primary split, features asked for, falling back to 1, grid before random,
+    trained on the data set itself, not fine-tuned, no points), separate networks before the joint one."""
     out: dict[str, pd.DataFrame] = {}
     folder = Path(confusion_dir)
-    if not folder.is_dir():
+    idx = _read_csv(folder / "index.csv") if folder.is_dir() else None
+    if idx is None or idx.empty:
         return out
-    files = sorted(folder.glob(f"*-{task}-*-f{features}-rates.csv"), key=lambda q: ("-random-" in q.name, q.name))
-    if features != 1:
-        files += sorted(folder.glob(f"*-{task}-*-f1-rates.csv"), key=lambda q: ("-random-" in q.name, q.name))
-    for p in files:
-        model = p.name.split(f"-{task}-")[0]
-        if models is not None and model not in models:
+    idx = idx[idx["task"] == task]
+    if dataset is not None:
+        idx = idx.assign(dataset=dataset)
+    idx = main_rows(idx, features, {dataset: split} if dataset and split else None)
+    idx = idx.assign(_r=(idx["input"] == "random").astype(int), _j=(idx["trained_task"] != task).astype(int))
+    for _, r in idx.sort_values(["_j", "_r"], kind="stable").iterrows():
+        if models is not None and r["model"] not in models:
             continue
-        out.setdefault(model, pd.read_csv(p, index_col=0))
+        if r["model"] not in out:
+            out[r["model"]] = pd.read_csv(folder / r["file"], index_col=0)
     return out
 
 
 def read_histories(paths: Sequence[str]) -> pd.DataFrame:
-    """history.csv files of ``{ds}/models/{model}/{task}/{input}-f{features}/`` with key columns added."""
+    """history.csv files of ``{ds}/models/{model}/{task}/{variant}/`` with key columns added."""
+    from rhosym import layout
+
     frames = []
     for path in paths:
         p = Path(path)
         h = _read_csv(p)
         if h is None or h.empty:
             continue
-        tag = p.parent.name
+        v = layout.parse_variant(p.parent.name)
         h = h.assign(dataset=p.parents[4].name, model=p.parents[2].name, task=p.parents[1].name,
-                     input=tag.rsplit("-f", 1)[0], features=int(tag.rsplit("-f", 1)[1]))
+                     input=v["input"], features=v["features"], points=v["points"], seed=v["seed"],
+                     split=v["split"], group=layout.group_of(p.parent.name))
         frames.append(h)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+# --------------------------------------------------------------------------------------------- targets
+def _tables(paths, datasets) -> dict[str, pd.DataFrame | None]:
+    return {ds: _read_csv(p) for ds, p in zip(datasets, paths)}
+
+
+def _concat(frames) -> pd.DataFrame:
+    frames = [f for f in frames if f is not None and len(f)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def make_fig3(inputs, outputs, params):
+    f = params.get("figures", {})
+    plot_fig3(_tables(inputs["classification"], params["datasets"]), outputs["png"], outputs["pdf"],
+              features=int(f.get("features", 1)), f1=f.get("f1", "macro_f1"), splits=params.get("splits"))
+
+
+def make_fig4(inputs, outputs, params):
+    feats = int(params.get("figures", {}).get("features", 1))
+    rates = {ds: read_rates(d, "crystal_system", features=feats, dataset=ds, split=params.get("splits", {}).get(ds))
+             for ds, d in zip(params["datasets"], inputs["confusion"])}
+    plot_fig4(rates, outputs["png"], outputs["pdf"])
+
+
+def make_fig4_supp(inputs, outputs, params):
+    feats = int(params.get("figures", {}).get("features", 1))
+    sp = params.get("splits", {})
+    rates = {ds: {t: read_rates(d, t, features=feats, dataset=ds, split=sp.get(ds))
+                  for t in ("extinction_group", "space_group")} for ds, d in zip(params["datasets"], inputs["confusion"])}
+    rates = {ds: {t: r for t, r in v.items() if r} for ds, v in rates.items()}
+    plot_fig4_supp({ds: v for ds, v in rates.items() if v}, outputs["png"], outputs["pdf"])
+
+
+def make_figS7(inputs, outputs, params):
+    plot_figS7(_tables(inputs["distribution"], params["datasets"]), outputs["png"], outputs["pdf"])
+
+
+def make_figS8(inputs, outputs, params):
+    plot_figS8_trained(_concat(_tables(inputs["classification"], params["datasets"]).values()), outputs["png"],
+                       outputs["pdf"])
+
+
+def make_figS8_sweep(inputs, outputs, params):
+    plot_figS8(_concat(_read_csv(p) for p in inputs["sweep"]), outputs["png"], outputs["pdf"])
+
+
+def make_figS11(inputs, outputs, params):
+    plot_figS11(read_histories(list(inputs["history"])), outputs["png"], outputs["pdf"])
+
+
+def make_figRobust(inputs, outputs, params):
+    plot_figRobust(_concat(_read_csv(p) for p in inputs["robust"]), outputs["png"], outputs["pdf"])
+
+
+def make_tables(inputs, outputs, params):
+    cls = _concat(_read_csv(p) for p in inputs["classification"])
+    reg = _concat(_read_csv(p) for p in inputs["regression"])
+    write_tables(cls, reg, outputs, params.get("splits"))
+
+
 def run_figure(which: str, inputs: Mapping[str, Sequence[str]], outputs: Mapping[str, str],
                params: Mapping | None = None) -> None:
-    """Entry point of ``workflow/scripts/figure.py``: build figure or table ``which`` from rule files.
+    """Entry point of ``workflow/scripts/figure.py``: the registry's function for figure ``which``
+    (rhosym.registry.FIGURES). ``params['datasets']`` lists the data sets in the order of the
+    per-data-set ``inputs`` lists."""
+    from rhosym.registry import FIGURES
 
-    ``params['datasets']`` lists the data sets in the order of the per-data-set ``inputs`` lists.
-    """
-    params = dict(params or {})
-    datasets = list(params.get("datasets", []))
-    png, pdf = outputs.get("png"), outputs.get("pdf")
-    feats = int(params.get("features", 1))
-    if which == "fig3":
-        tabs = {ds: _read_csv(p) for ds, p in zip(datasets, inputs["classification"])}
-        plot_fig3(tabs, png, pdf, features=int(params.get("features", 1)), f1=params.get("f1", "macro_f1"))
-    elif which == "fig4":
-        rates = {ds: read_rates(d, "crystal_system", features=feats) for ds, d in zip(datasets, inputs["confusion"])}
-        models = params.get("models") or None
-        plot_fig4({ds: {m: r.get(m) for m in (models or r)} for ds, r in rates.items()}, png, pdf,
-                  models=models)
-    elif which == "fig4_supp":
-        rates = {ds: {t: read_rates(d, t, features=feats) for t in ("extinction_group", "space_group")}
-                 for ds, d in zip(datasets, inputs["confusion"])}
-        rates = {ds: {t: r for t, r in v.items() if r} for ds, v in rates.items()}
-        plot_fig4_supp({ds: v for ds, v in rates.items() if v}, png, pdf)
-    elif which == "figS7":
-        plot_figS7({ds: _read_csv(p) for ds, p in zip(datasets, inputs["distribution"])}, png, pdf)
-    elif which == "figS8":
-        frames = [_read_csv(p) for p in inputs["sweep"]]
-        frames = [f for f in frames if f is not None and len(f)]
-        plot_figS8(pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(), png, pdf)
-    elif which == "figS11":
-        plot_figS11(read_histories(list(inputs["history"])), png, pdf)
-    elif which == "tables":
-        cls = [f for f in (_read_csv(p) for p in inputs["classification"]) if f is not None and len(f)]
-        reg = [f for f in (_read_csv(p) for p in inputs["regression"]) if f is not None and len(f)]
-        write_tables(pd.concat(cls, ignore_index=True) if cls else pd.DataFrame(),
-                     pd.concat(reg, ignore_index=True) if reg else pd.DataFrame(), outputs)
-    else:
-        raise ValueError(f"unknown figure {which!r}")
+    if which not in FIGURES:
+        raise ValueError(f"unknown figure {which!r}; known: {', '.join(FIGURES)}")
+    fn = globals()[FIGURES[which].function]
+    fn({k: list(v) for k, v in inputs.items()}, dict(outputs), dict(params or {}))
     log.info("%s written: %s", which, ", ".join(str(v) for v in outputs.values()))

@@ -56,29 +56,14 @@ from pathlib import Path
 
 import numpy as np
 
+from rhosym.registry import GRAPH_KINDS
+from rhosym.settings import GraphSettings, section
+
 log = logging.getLogger("rhosym.graphs")
 
-KINDS = ("cgcnn", "cogn")
-DEFAULTS = {
-    "kinds": ["cgcnn", "cogn"],
-    "cutoff": 8.0,
-    "cgcnn_max_neighbors": 12,
-    "cogn_max_neighbors": 24,
-    "cogn_tie_tolerance": 1e-3,
-    "gaussian_step": 0.2,
-    "distance_bins": 32,
-    "cell": "primitive",
-    "symprec": 0.01,
-    "disorder": "reject",
-}
+KINDS = GRAPH_KINDS
 NODE_ARRAYS = ("atom_fea", "z", "occupancy", "multiplicity", "node_weight")
 EDGE_ARRAYS = ("edge_index", "edge_dist", "edge_vec")
-
-
-def settings(cfg: dict | None) -> dict:
-    out = dict(DEFAULTS)
-    out.update({k: v for k, v in (cfg or {}).items() if v is not None})
-    return out
 
 
 class DisorderError(ValueError):
@@ -92,22 +77,22 @@ def prepare_structure(structure, cfg: dict | None = None):
     """
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
-    c = settings(cfg)
-    if c["disorder"] not in ("reject", "average"):
+    c = section(GraphSettings, cfg)
+    if c.disorder not in ("reject", "average"):
         raise ValueError(f"graphs.disorder must be reject or average, not {c['disorder']!r}")
     if not structure.is_ordered:
         n_dis = sum(1 for s in structure if not s.is_ordered)
-        if c["disorder"] == "reject":
+        if c.disorder == "reject":
             raise DisorderError(f"{n_dis} partially occupied or mixed sites (graphs.disorder = reject)")
-    if c["cell"] not in ("primitive", "input"):
+    if c.cell not in ("primitive", "input"):
         raise ValueError(f"graphs.cell must be primitive or input, not {c['cell']!r}")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # spglib's OLD_ERROR_HANDLING notice
-            if c["cell"] == "primitive":
-                structure = SpacegroupAnalyzer(structure, symprec=c["symprec"]).get_primitive_standard_structure(
+            if c.cell == "primitive":
+                structure = SpacegroupAnalyzer(structure, symprec=c.symprec).get_primitive_standard_structure(
                     keep_site_properties=True)
-            ds = SpacegroupAnalyzer(structure, symprec=c["symprec"]).get_symmetry_dataset()
+            ds = SpacegroupAnalyzer(structure, symprec=c.symprec).get_symmetry_dataset()
         if ds is None:
             raise ValueError("spglib found no symmetry")
         equiv = np.asarray(ds.equivalent_atoms, dtype=np.int64)
@@ -177,22 +162,22 @@ def build_graph(structure, kind: str, cfg: dict | None = None) -> dict:
     """
     if kind not in KINDS:
         raise ValueError(f"unknown graph kind {kind!r}")
-    c = settings(cfg)
+    c = section(GraphSettings, cfg)
     s, equiv, p1 = prepare_structure(structure, c)
-    center, nbr, dist, vec = _neighbors(s, float(c["cutoff"]))
+    center, nbr, dist, vec = _neighbors(s, float(c.cutoff))
     if kind == "cgcnn":
         nodes = np.arange(len(s))
         node_of_site = nodes
         mult = np.ones(len(s), dtype=np.int32)
-        keep = _nearest(center, dist, int(c["cgcnn_max_neighbors"]))
+        keep = _nearest(center, dist, int(c.cgcnn_max_neighbors))
     else:
         nodes, inverse, counts = np.unique(equiv, return_inverse=True, return_counts=True)
         node_of_site = inverse.astype(np.int64)
         mult = counts.astype(np.int32)
         is_rep = np.isin(center, nodes)
         idx = np.nonzero(is_rep)[0]
-        keep = idx[_nearest(center[idx], dist[idx], int(c["cogn_max_neighbors"]),
-                            float(c["cogn_tie_tolerance"]))]
+        keep = idx[_nearest(center[idx], dist[idx], int(c.cogn_max_neighbors),
+                            float(c.cogn_tie_tolerance))]
     keep = keep[np.lexsort((dist[keep], node_of_site[center[keep]]))]
     fea, z, occ = _node_features(s, nodes)
     edge_index = np.stack([node_of_site[center[keep]], node_of_site[nbr[keep]]], axis=1).astype(np.int32)
@@ -213,23 +198,23 @@ def build_graph(structure, kind: str, cfg: dict | None = None) -> dict:
 def store_attrs(kind: str, cfg: dict | None = None) -> dict:
     from rhosym.atom_features import N_FEATURES
 
-    c = settings(cfg)
+    c = section(GraphSettings, cfg)
     a = {
         "kind": kind,
-        "cutoff": float(c["cutoff"]),
-        "cell": c["cell"],
-        "symprec": float(c["symprec"]),
-        "disorder": c["disorder"],
+        "cutoff": float(c.cutoff),
+        "cell": c.cell,
+        "symprec": float(c.symprec),
+        "disorder": c.disorder,
         "n_atom_features": N_FEATURES,
         "atom_features": "rhosym.atom_features (CGCNN-style one-hot, from pymatgen Element data)",
     }
     if kind == "cgcnn":
-        a.update(max_neighbors=int(c["cgcnn_max_neighbors"]), gaussian_dmin=0.0,
-                 gaussian_dmax=float(c["cutoff"]), gaussian_step=float(c["gaussian_step"]),
-                 gaussian_var=float(c["gaussian_step"]))
+        a.update(max_neighbors=int(c.cgcnn_max_neighbors), gaussian_dmin=0.0,
+                 gaussian_dmax=float(c.cutoff), gaussian_step=float(c.gaussian_step),
+                 gaussian_var=float(c.gaussian_step))
     else:
-        a.update(max_neighbors=int(c["cogn_max_neighbors"]), tie_tolerance=float(c["cogn_tie_tolerance"]),
-                 distance_bins=int(c["distance_bins"]), distance_min=0.0, distance_max=float(c["cutoff"]))
+        a.update(max_neighbors=int(c.cogn_max_neighbors), tie_tolerance=float(c.cogn_tie_tolerance),
+                 distance_bins=int(c.distance_bins), distance_min=0.0, distance_max=float(c.cutoff))
     return a
 
 
@@ -258,10 +243,10 @@ def run_graphs_shard(ingest_path: str | Path, out_path: str | Path, kind: str, c
     from rhosym.logs import progress
     from rhosym.store import write_store
 
-    c = settings(cfg)
+    c = section(GraphSettings, cfg)
     rows = read_ingest(ingest_path, ["id", "structure"])
     log.info("%s: %d ok rows; %s graphs, disorder=%s, cell=%s", ingest_path, len(rows), kind,
-             c["disorder"], c["cell"])
+             c.disorder, c.cell)
     ids: list[str] = []
     graphs: list[dict] = []
     rejected: dict[str, str] = {}

@@ -13,62 +13,88 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from rhosym import checkpoint as C
 from rhosym import loaders as L
-from rhosym.train import _autocast, _outputs, get_registry, pick_device, to_device
+from rhosym.registry import TASKS
+from rhosym.runtime import autocast, forward, pick_device, to_device
 
 log = logging.getLogger("rhosym.infer")
 
-TRAINING_STATE = ("state_dict", "optimizer", "scheduler", "scaler", "torch_rng")
-PREDICTION_COLUMNS = ["dataset", "model", "task", "input", "features", "id", "split", "y_true", "y_pred"]
+PREDICTION_COLUMNS = ["dataset", "model", "task", "trained_task", "input", "features", "points", "split", "seed",
+                      "variant", "group", "trained_on", "id", "y_true", "y_pred"]
+
+
+def _registry(registry=None):
+    if registry is not None:
+        return registry
+    import rhosym.models as registry_module
+
+    return registry_module
 
 
 def load_checkpoint(path: str | Path, device="cpu", registry=None):
-    """``(model in eval mode on device, meta)``; ``meta`` is the checkpoint without the training state."""
-    import torch
-
+    """``(model in eval mode on device, meta dict)``; refuses anything but a format-2 checkpoint
+    (:class:`rhosym.checkpoint.CheckpointError`)."""
     device = pick_device(device) if isinstance(device, str) else device
-    state = torch.load(path, map_location=device, weights_only=False)
-    registry = get_registry(registry)
-    model = registry.build_model(state["model"], state["n_out"], state["regression"], state["in_features"],
-                                 state.get("model_cfg") or {})
+    state = C.load(path, map_location=device)
+    meta = state["meta"]
+    reg = _registry(registry)
+    model = reg.build_model(meta.model, meta.n_out, meta.regression, meta.in_features, meta.model_cfg or {})
     model.load_state_dict(state["state_dict"])
     model.to(device).eval()
-    meta = {k: v for k, v in state.items() if k not in TRAINING_STATE}
-    meta["device"] = str(device)
-    return model, meta
+    out = meta.to_dict()
+    out["kind"] = TASKS[meta.task].kind if meta.task in TASKS else ("regression" if meta.regression else "classification")
+    out["device"] = str(device)
+    return model, out
 
 
 def decode_outputs(out, meta: dict, top_k: int = 5) -> dict:
-    """Raw model outputs (B, n_out) or (B,) → ``y_pred`` (and ``topk``, ``topk_prob`` for classification)."""
+    """Raw outputs (B, n_out) or (B,) → ``{answer task: {"y_pred", "topk", "topk_prob"}}`` (regression:
+    ``y_pred`` in physical units). A joint network answers each of its tasks from summed probabilities."""
     import torch
 
+    task = meta["task"]
     if meta["regression"]:
         t = meta.get("target") or {"mean": 0.0, "std": 1.0}
         out = out.reshape(len(out), -1)[:, 0] if out.ndim > 1 else out
-        return {"y_pred": (out.double().numpy() * t["std"] + t["mean"]).tolist()}
-    labels = meta["label_values"]
-    prob = torch.softmax(out.double(), dim=1)
-    k = min(int(top_k), prob.shape[1])
-    p, idx = prob.topk(k, dim=1)
-    topk = [[labels[j] for j in row] for row in idx.tolist()]
-    return {"y_pred": [row[0] for row in topk], "topk": topk, "topk_prob": p.tolist()}
+        return {task: {"y_pred": (out.double().numpy() * t["std"] + t["mean"]).tolist()}}
+    prob = torch.softmax(out.double(), dim=1).numpy()
+    if meta.get("kind") == "joint" or len(meta.get("answers") or [task]) > 1:
+        from rhosym.hierarchy import marginal_probabilities
+
+        levels = {a: marginal_probabilities(prob, a) for a in meta["answers"]}
+    else:
+        levels = {task: prob}
+    res = {}
+    for a, p in levels.items():
+        labels = L.label_values(a)
+        k = min(int(top_k), p.shape[1])
+        idx = np.argsort(-p, axis=1, kind="stable")[:, :k]
+        topk = [[labels[j] for j in row] for row in idx.tolist()]
+        res[a] = {"y_pred": [row[0] for row in topk], "topk": topk,
+                  "topk_prob": np.take_along_axis(p, idx, axis=1).tolist()}
+    return res
 
 
 def predict_split(checkpoint, stores, manifest, split_table, split: str = "test", out: str | Path | None = None,
                   top_k: int = 5, max_points: int | None = None, device: str = "auto",
                   batch_budget: int | None = None, max_batch_size: int | None = None, num_workers: int = 0,
-                  seed: int = 0, registry=None) -> pd.DataFrame:
+                  seed: int = 0, transform: dict | None = None, identity: dict | None = None,
+                  registry=None) -> pd.DataFrame:
     """Predict every structure of ``split`` found in ``stores``; write Parquet to ``out`` when given.
 
-    ``checkpoint``: a path or a ``(model, meta)`` pair. ``max_points`` (density models) subsamples each
-    structure at random (seeded) to at most that many points.
+    ``checkpoint``: a path or a ``(model, meta)`` pair. ``max_points`` (density models; the figS8 sweep)
+    cuts each structure to at most that many points (the fixed per-structure subset); a model trained
+    with ``points`` is always tested at that size. ``transform`` applies an origin shift / rotation to
+    the test inputs (``evaluate:``). ``identity`` (dataset, variant, ...) fills the key columns. One row per
+    structure and answered task (a joint network answers three).
     """
     import torch
     from torch.utils.data import DataLoader
 
-    registry = get_registry(registry)
+    reg = _registry(registry)
     if isinstance(checkpoint, str | Path):
-        model, meta = load_checkpoint(checkpoint, device, registry)
+        model, meta = load_checkpoint(checkpoint, device, reg)
     else:
         model, meta = checkpoint
     dev = next(model.parameters()).device
@@ -76,57 +102,64 @@ def predict_split(checkpoint, stores, manifest, split_table, split: str = "test"
     split_df = split_table if isinstance(split_table, pd.DataFrame) else pd.read_parquet(split_table)
     ids = split_df.loc[split_df["split"] == split, "id"].astype(str).tolist()
     raw = L.encode_labels(manifest, meta["task"])
+    points = int(max_points or meta.get("points") or 0)
     # the label is only reported here, so structures without one are kept (y_true NaN / None)
-    items = L.build_items(ids, raw.fillna(-1.0), list(stores), meta["input_kind"], name=f"{split} ({meta['model']})")
-    ds = L.StoreDataset(items, meta["input_kind"], meta["features"], meta.get("norm"), max_points=max_points,
-                        seed=seed)
+    items = L.build_items(ids, raw.fillna(-1.0), list(stores), meta["input_kind"], name=f"{split} ({meta['model']})",
+                          max_points=points)
+    ds = L.StoreDataset(items, meta["input_kind"], meta["features"], meta.get("norm"), max_points=points,
+                        seed=seed, transform=transform if transform and any(transform.values()) else None)
     cfg = meta.get("train_config") or {}
     budget = batch_budget or cfg.get("batch_budget", 200_000)
-    if max_points is not None and meta["input_kind"] == "density":
-        sizes = [min(s, max_points) for s in items.size]
-    else:
-        sizes = items.size
-    sampler = L.BudgetBatchSampler(sizes, budget, max_batch_size or cfg.get("max_batch_size", 32), shuffle=False)
+    sampler = L.BudgetBatchSampler(items.size, budget, max_batch_size or cfg.get("max_batch_size", 32), shuffle=False)
     # regression targets pass through unscaled: y_true is reported in physical units
-    collate = L.Collate(registry.collate, meta["model"], True)
+    collate = L.Collate(reg.collate, meta["model"], True)
     loader = DataLoader(ds, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers,
                         worker_init_fn=L.seed_worker)
-    rows = {"id": [], "y_pred": [], "topk": [], "topk_prob": []}
+    answers = meta.get("answers") or [meta["task"]]
+    rows = {a: {"id": [], "y_pred": [], "topk": [], "topk_prob": []} for a in answers}
     model.eval()
     with torch.no_grad():
         for batch, _, bid in loader:
             batch = to_device(batch, dev)
-            with _autocast(dev, cfg):
-                o = _outputs(model, batch, False).float().cpu()
-            dec = decode_outputs(o, meta, top_k)
-            rows["id"].extend(bid)
-            rows["y_pred"].extend(dec["y_pred"])
-            if not meta["regression"]:
-                rows["topk"].extend(dec["topk"])
-                rows["topk_prob"].extend(dec["topk_prob"])
-    truth = raw.reindex(rows["id"])
-    if meta["regression"]:
-        rows["y_true"] = truth.astype(float).tolist()
-    else:
-        lv = meta["label_values"]
-        rows["y_true"] = [lv[int(v)] if np.isfinite(v) else None for v in truth.tolist()]
-    df = pd.DataFrame({
-        "dataset": meta.get("dataset", ""), "model": meta["model"], "task": meta["task"], "input": meta["input"],
-        "features": int(meta["features"]), "id": rows["id"], "split": split,
-        "y_true": rows["y_true"], "y_pred": rows["y_pred"],
-    }, columns=PREDICTION_COLUMNS)
-    if not meta["regression"]:
-        df["y_true"] = df["y_true"].astype(object)
-        df["topk"] = rows["topk"]
-        df["topk_prob"] = rows["topk_prob"]
-    if max_points is not None:
-        df["max_points"] = int(max_points)
-    if not meta["regression"] and len(df):
-        acc = float((df["y_true"] == df["y_pred"]).mean())
-        log.info("%s %s: %d predicted, accuracy %.4f", meta["model"], meta["task"], len(df), acc)
-    elif len(df):
-        mae = float(np.nanmean(np.abs(df["y_true"].astype(float) - df["y_pred"].astype(float))))
-        log.info("%s %s: %d predicted, MAE %.4f", meta["model"], meta["task"], len(df), mae)
+            with autocast(dev, cfg):
+                o = forward(model, batch, False).float().cpu()
+            for a, dec in decode_outputs(o, meta, top_k).items():
+                rows[a]["id"].extend(bid)
+                rows[a]["y_pred"].extend(dec["y_pred"])
+                if "topk" in dec:
+                    rows[a]["topk"].extend(dec["topk"])
+                    rows[a]["topk_prob"].extend(dec["topk_prob"])
+    ident = {"dataset": meta.get("dataset", ""), "variant": "", "trained_on": meta.get("dataset", ""),
+             **(identity or {})}
+    frames = []
+    for a in answers:
+        r = rows[a]
+        truth = L.encode_labels(manifest, a).reindex(r["id"])
+        if TASKS[a].regression:
+            y_true = truth.astype(float).tolist()
+        else:
+            lv = L.label_values(a)
+            y_true = [lv[int(v)] if np.isfinite(v) else None for v in truth.tolist()]
+        df = pd.DataFrame({
+            "dataset": ident["dataset"], "model": meta["model"], "task": a, "trained_task": meta["task"],
+            "input": meta["input"], "features": int(meta["features"]), "points": points,
+            "split": ident.get("split", meta.get("split", "")), "seed": int(meta.get("seed", 0)),
+            "variant": ident["variant"], "group": ident.get("group", ""), "trained_on": ident["trained_on"],
+            "id": r["id"], "y_true": y_true, "y_pred": r["y_pred"]}, columns=PREDICTION_COLUMNS)
+        if not TASKS[a].regression:
+            df["y_true"] = df["y_true"].astype(object)
+            df["topk"] = r["topk"]
+            df["topk_prob"] = r["topk_prob"]
+            if len(df):
+                log.info("%s %s: %d predicted, accuracy %.4f", meta["model"], a, len(df),
+                         float((df["y_true"] == df["y_pred"]).mean()))
+        elif len(df):
+            log.info("%s %s: %d predicted, MAE %.4f", meta["model"], a, len(df),
+                     float(np.nanmean(np.abs(df["y_true"].astype(float) - df["y_pred"].astype(float)))))
+        if max_points is not None:
+            df["max_points"] = int(max_points)
+        frames.append(df)
+    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=PREDICTION_COLUMNS)
     if out is not None:
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -136,36 +169,56 @@ def predict_split(checkpoint, stores, manifest, split_table, split: str = "test"
     return df
 
 
-def predict_samples(model, meta: dict, samples: list[dict], top_k: int = 5, registry=None) -> list[dict]:
-    """Predict preprocessed single structures (per-sample dicts in the store form: density features RAW).
+def prepare_sample(sample: dict, meta: dict) -> dict:
+    """A per-sample dict in the store form (density values raw, lattice parameters) made ready for the
+    network with the checkpoint's normalization."""
+    kind = meta["input_kind"]
+    if kind == "density":
+        keep = L.point_subset(len(sample["xyz"]), int(meta.get("points") or 0), str(sample.get("id", "")))
+        if keep is not None:
+            sample = {**sample, "xyz": sample["xyz"][keep], "features": sample["features"][keep],
+                      "voxels": sample["voxels"][keep]}
+        return L.prepare_density(sample, meta["features"], meta.get("norm"))
+    if kind == "xrd":
+        return {"pattern": np.asarray(sample["pattern"], dtype=np.float32)[:L.XRD_POINTS]}
+    if kind == "lattice":
+        f = L.lattice_features(sample["lattice"])[0]
+        n = meta.get("norm") or {}
+        if n:
+            f = (f - np.asarray(n["mean"], np.float32)) / np.asarray(n["std"], np.float32)
+        return {"lattice": f.astype(np.float32)}
+    return sample
 
-    Returns one dict per sample: ``y_pred`` (label string or physical value) and, for classification,
-    ``topk`` and ``topk_prob``.
-    """
+
+def predict_samples(model, meta: dict, samples: list[dict], top_k: int = 5, registry=None) -> list[dict]:
+    """Predict single structures (per-sample dicts in the store form). Returns one dict per sample:
+    ``{answer task: {"y_pred", "topk", "topk_prob"}}`` (regression: ``y_pred`` only)."""
     import torch
 
-    registry = get_registry(registry)
-    prepared = []
-    for s in samples:
-        if meta["input_kind"] == "density":
-            s = L.prepare_density(s, meta["features"], meta.get("norm"))
-        elif meta["input_kind"] == "xrd":
-            s = {**s, "pattern": np.asarray(s["pattern"], dtype=np.float32)[:L.XRD_POINTS]}
-        prepared.append(s)
+    reg = _registry(registry)
+    prepared = [prepare_sample(s, meta) for s in samples]
     if not prepared:
         return []
     dev = next(model.parameters()).device
     model.eval()
     with torch.no_grad():
-        batch = to_device(registry.collate(meta["model"], prepared), dev)
-        o = _outputs(model, batch, False).float().cpu()
+        batch = to_device(reg.collate(meta["model"], prepared), dev)
+        o = forward(model, batch, False).float().cpu()
     dec = decode_outputs(o, meta, top_k)
-    keys = [k for k in ("y_pred", "topk", "topk_prob") if k in dec]
-    return [{k: dec[k][i] for k in keys} for i in range(len(prepared))]
+    return [{a: {k: v[i] for k, v in d.items()} for a, d in dec.items()} for i in range(len(prepared))]
 
 
-def run_predict_rule(checkpoint: str, stores, manifest: str, split: str, out: str, params: dict) -> pd.DataFrame:
-    """The ``predict_test`` rule."""
-    return predict_split(checkpoint, list(stores), manifest, split, split="test", out=out,
-                         top_k=int(params.get("top_k", 5)), device=params.get("device", "auto"),
-                         num_workers=int(params.get("num_workers", 0)))
+def run_predict_rule(smk) -> pd.DataFrame:
+    """The ``predict_test`` rule (``smk``: the script's ``snakemake`` object)."""
+    from rhosym import layout
+    from rhosym.settings import parse_config
+
+    w = smk.wildcards
+    v = layout.parse_variant(w.variant)
+    cfg = parse_config(dict(smk.config))
+    identity = {"dataset": w.ds, "variant": w.variant, "group": layout.group_of(w.variant), "split": v["split"],
+                "trained_on": v["source"] or w.ds}
+    return predict_split(smk.input.checkpoint, list(smk.input.stores), smk.input.manifest, smk.input.split,
+                         split="test", out=smk.output[0], top_k=int(smk.params.top_k),
+                         device=cfg.train_resource(w.model, "device"), seed=int(v["seed"]),
+                         transform=dict(smk.params.evaluate), identity=identity)

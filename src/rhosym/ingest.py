@@ -5,7 +5,15 @@ structure that cannot be used is a ``rejected`` row with a one-line ``reason``. 
 unparsable input, zero or negative occupancy, atoms closer than ``ingest.min_distance`` (split
 positions whose occupancies add up to at most 1 are allowed), a density cell over
 ``ingest.max_volume`` Å³ or ``ingest.max_sites`` sites, a CHGCAR whose data does not match its header,
-no symmetry found, a synthetic space group pyxtal cannot fill.
+no symmetry found at ``labels.symprec`` nor at any tolerance of ``labels.ladder``, a synthetic space
+group pyxtal cannot fill.
+
+Labels come from spglib on the structure as read (``spglib_space_group``, with the tolerance used in
+``label_symprec``) or, with ``labels.source: declared``, from the space group the CIF or CSV declares
+(``declared_space_group``, kept in any case); ``ingest_report.csv`` counts their agreement. The density
+cell (``cell``; rhosym.cells) is built after labelling and its lattice parameters are the manifest's
+``a, b, c, alpha, beta, gamma``. :func:`prepare` is the one path from a read structure to a density
+cell, shared with the ``rhosym`` commands.
 """
 
 from __future__ import annotations
@@ -35,19 +43,24 @@ log = logging.getLogger("rhosym.ingest")
 
 MANIFEST_COLUMNS = [
     "id", "source", "block", "kind", "formula", "n_sites", "volume", "a", "b", "c", "alpha", "beta", "gamma",
-    "space_group", "symbol", "crystal_system", "extinction_group", "partial_occupancy", "band_gap",
-    "formation_energy", "shard", "status", "reason",
+    "space_group", "symbol", "crystal_system", "extinction_group", "spglib_space_group", "declared_space_group",
+    "label_source", "label_symprec", "cell", "partial_occupancy", "band_gap", "formation_energy", "task_id",
+    "unit", "shard", "status", "reason",
 ]
-INGEST_DEFAULTS = {"min_distance": 0.5, "max_volume": 5000.0, "max_sites": 500, "occupancy_tolerance": 1.05}
-LABEL_DEFAULTS = {"symprec": 0.1, "angle_tolerance": 5.0}
 _DTYPES = {
     "id": "string", "source": "string", "block": "string", "kind": "string", "formula": "string",
     "n_sites": "Int64", "volume": "float64", "a": "float64", "b": "float64", "c": "float64",
     "alpha": "float64", "beta": "float64", "gamma": "float64", "space_group": "Int64", "symbol": "string",
-    "crystal_system": "string", "extinction_group": "Int64", "partial_occupancy": "boolean",
-    "band_gap": "float64", "formation_energy": "float64", "shard": "string", "status": "string",
-    "reason": "string",
+    "crystal_system": "string", "extinction_group": "Int64", "spglib_space_group": "Int64",
+    "declared_space_group": "Int64", "label_source": "string", "label_symprec": "float64", "cell": "string",
+    "partial_occupancy": "boolean", "band_gap": "float64", "formation_energy": "float64", "task_id": "string",
+    "unit": "string", "shard": "string", "status": "string", "reason": "string",
 }
+LATTICE_COLUMNS = ("a", "b", "c", "alpha", "beta", "gamma")
+
+
+class StructureRejected(ValueError):
+    """A structure the pipeline does not use; the message is the one-line reason."""
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -58,7 +71,7 @@ def cif_stem(path: str | Path) -> str:
 
 
 def chgcar_id(path: str | Path) -> str:
-    """Material id of a CHGCAR file: ``mp-149`` from ``mp-149_CHGCAR.gz``, ``mp-149.chgcar``,
+    """Material (or task) id of a CHGCAR file: ``mp-149`` from ``mp-149_CHGCAR.gz``, ``mp-149.chgcar``,
     ``CHGCAR_mp-149`` or ``mp-149/CHGCAR``; otherwise the file name without ``CHGCAR`` and suffixes."""
     p = Path(path)
     name = re.sub(r"\.(gz|bz2|xz)$", "", p.name)
@@ -72,88 +85,115 @@ def chgcar_id(path: str | Path) -> str:
     return stem
 
 
-def read_metadata(path: str | Path | None) -> pd.DataFrame:
-    """mp_chgcar metadata (CSV or JSON) indexed by ``material_id`` with ``band_gap, formation_energy``."""
-    if not path:
-        return pd.DataFrame(columns=["band_gap", "formation_energy"]).rename_axis("material_id")
-    p = str(path)
-    if p.endswith((".json", ".json.gz")):
-        df = pd.read_json(p)
-    else:
-        df = pd.read_csv(p)
-    if "formation_energy" not in df.columns and "formation_energy_per_atom" in df.columns:
-        df = df.rename(columns={"formation_energy_per_atom": "formation_energy"})
-    for c in ("band_gap", "formation_energy"):
-        if c not in df.columns:
-            df[c] = np.nan
-    df["material_id"] = df["material_id"].astype(str)
-    return df.drop_duplicates("material_id").set_index("material_id")[["band_gap", "formation_energy"]]
+def _settings(obj, cls):
+    return obj if isinstance(obj, cls) else cls.model_validate(dict(obj or {}))
 
 
-def density_cell(structure, cell: str, symprec: float = 0.1, angle_tolerance: float = 5.0):
-    """The cell a density uses: ``conventional`` (standard), ``primitive`` (standard) or ``as_is``.
+def check_structure(structure, ingest) -> str:
+    """The one-line reason ingest would reject a read structure for, before labelling (``""``: fine)."""
+    from rhosym.settings import IngestSettings
 
-    Occupancies and site properties (``b_iso``) are kept.
-    """
-    if cell == "as_is":
-        return structure
-    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
-
-    sga = SpacegroupAnalyzer(structure, symprec=symprec, angle_tolerance=angle_tolerance)
-    if cell == "conventional":
-        return sga.get_conventional_standard_structure(keep_site_properties=True)
-    if cell == "primitive":
-        return sga.get_primitive_standard_structure(keep_site_properties=True)
-    raise ValueError(f"unknown cell {cell!r}")
+    ingest = _settings(ingest, IngestSettings)
+    if len(structure) == 0:
+        return "no atoms"
+    occ = [sum(site.species.values()) for site in structure]
+    if min(occ) <= 0:
+        return "zero or negative occupancy"
+    if max(occ) > ingest.occupancy_tolerance + 1e-9:
+        return f"site occupancy {max(occ):.3g} above occupancy_tolerance {ingest.occupancy_tolerance}"
+    return min_distance_violation(structure, float(ingest.min_distance))
 
 
-def _empty_row(uid: str, source: str, block: str, kind: str, shard: str) -> dict:
+def check_cell(cell_structure, ingest) -> str:
+    """The reason ingest would reject a density cell for (volume and site limits), else ``""``."""
+    from rhosym.settings import IngestSettings
+
+    ingest = _settings(ingest, IngestSettings)
+    lat = cell_structure.lattice
+    if not (lat.volume > 0 and math.isfinite(lat.volume)):
+        return f"degenerate cell (volume {lat.volume})"
+    if lat.volume > ingest.max_volume:
+        return f"cell volume {lat.volume:.0f} A^3 over max_volume {ingest.max_volume}"
+    if len(cell_structure) > ingest.max_sites:
+        return f"{len(cell_structure)} sites over max_sites {ingest.max_sites}"
+    return ""
+
+
+def prepare(structure, cell: str, labels, ingest, declared: int | None = None) -> tuple[object, dict]:
+    """``(density-cell structure, labels)`` of a read structure, exactly as ingest makes them: the
+    structure checks, the labels (spglib with the tolerance ladder, or the declared space group), the
+    density cell (rhosym.cells) and its volume and site limits. Raises :class:`StructureRejected`.
+    The ``rhosym density|sample|xrd|graph|predict`` commands call this too."""
+    from rhosym.cells import density_cell
+    from rhosym.settings import IngestSettings, LabelsSettings
+    from rhosym.symmetry import (
+        crystal_system,
+        extinction_group,
+        extinction_symbol,
+        label_structure,
+        sg_symbol,
+    )
+
+    labels = _settings(labels, LabelsSettings)
+    ingest = _settings(ingest, IngestSettings)
+    bad = check_structure(structure, ingest)
+    if bad:
+        raise StructureRejected(bad)
+    lab: dict = {"declared_space_group": declared}
+    try:
+        sp = label_structure(structure, labels.symprec, labels.angle_tolerance, labels.ladder)
+        lab.update(sp, spglib_space_group=sp["space_group"], label_symprec=sp["symprec"], label_source="spglib")
+    except ValueError as exc:
+        if labels.source != "declared" or declared is None:
+            raise StructureRejected(one_line(f"no symmetry found: {exc}")) from exc
+        lab.update(spglib_space_group=None, label_symprec=float("nan"))
+    if labels.source == "declared" and declared is not None:
+        sg = int(declared)
+        lab.update(space_group=sg, symbol=sg_symbol(sg), crystal_system=crystal_system(sg),
+                   extinction_group=extinction_group(sg), extinction_symbol=extinction_symbol(sg),
+                   label_source="declared")
+    tol = lab["label_symprec"] if math.isfinite(lab.get("label_symprec") or float("nan")) else labels.symprec
+    try:
+        dc = density_cell(structure, cell, tol, labels.angle_tolerance)
+    except Exception as exc:  # noqa: BLE001 - a cell that cannot be built is a reason
+        raise StructureRejected(one_line(f"no {cell} cell: {type(exc).__name__}: {exc}")) from exc
+    bad = check_cell(dc, ingest)
+    if bad:
+        raise StructureRejected(bad)
+    lab["cell"] = cell
+    return dc, lab
+
+
+def _empty_row(uid: str, source: str, block: str, kind: str, shard: str, unit: str = "") -> dict:
     row = {c: None for c in MANIFEST_COLUMNS}
-    row.update(id=uid, source=source, block=block, kind=kind, shard=shard, status="rejected", reason="",
-               band_gap=np.nan, formation_energy=np.nan)
+    row.update(id=uid, source=source, block=block, kind=kind, shard=shard, unit=unit, status="rejected",
+               reason="", band_gap=np.nan, formation_energy=np.nan)
     return row
 
 
-def process_record(rec: StructureRecord, uid: str, kind: str, shard: str, cell: str,
-                   labels_cfg: dict, ingest_cfg: dict, band_gap=np.nan, formation_energy=np.nan) -> dict:
+def process_record(rec: StructureRecord, uid: str, kind: str, shard: str, cell: str, labels, ingest,
+                   band_gap=np.nan, formation_energy=np.nan, unit: str = "") -> dict:
     """One manifest row (plus ``structure`` JSON) from a read structure: checks, labels, density cell."""
-    from rhosym.symmetry import label_structure
-
-    row = _empty_row(uid, rec.source, rec.block, kind, shard)
+    row = _empty_row(uid, rec.source, rec.block, kind, shard, unit)
     row["band_gap"] = float(band_gap) if band_gap is not None else np.nan
     row["formation_energy"] = float(formation_energy) if formation_energy is not None else np.nan
+    row["declared_space_group"] = rec.extra.get("declared_space_group")
     row["structure"] = None
     if not rec.ok:
         row["reason"] = one_line(rec.error or "no structure")
         return row
     s = rec.structure
     row["partial_occupancy"] = not s.is_ordered
-    bad = min_distance_violation(s, float(ingest_cfg["min_distance"]))
-    if bad:
-        row["reason"] = bad
-        return row
-    symprec, angle_tol = float(labels_cfg["symprec"]), float(labels_cfg["angle_tolerance"])
     try:
-        lab = label_structure(s, symprec=symprec, angle_tolerance=angle_tol)
-    except ValueError as exc:  # anything else (a missing table...) is not the structure's fault: raise
-        row["reason"] = one_line(f"no symmetry found: {exc}")
+        dc, lab = prepare(s, cell, labels, ingest, rec.extra.get("declared_space_group"))
+    except StructureRejected as exc:
+        row["reason"] = str(exc)
         return row
-    row.update(space_group=int(lab["space_group"]), symbol=str(lab["symbol"]),
-               crystal_system=str(lab["crystal_system"]), extinction_group=int(lab["extinction_group"]))
-    try:
-        dc = density_cell(s, cell, symprec, angle_tol)
-    except Exception as exc:  # noqa: BLE001
-        row["reason"] = one_line(f"no {cell} cell: {type(exc).__name__}: {exc}")
-        return row
+    row.update({k: lab.get(k) for k in ("space_group", "symbol", "crystal_system", "extinction_group",
+                                         "spglib_space_group", "label_source", "label_symprec", "cell")})
     lat = dc.lattice
     row.update(formula=dc.composition.formula, n_sites=len(dc), volume=float(lat.volume),
                a=lat.a, b=lat.b, c=lat.c, alpha=lat.alpha, beta=lat.beta, gamma=lat.gamma)
-    if lat.volume > float(ingest_cfg["max_volume"]):
-        row["reason"] = f"cell volume {lat.volume:.0f} A^3 over max_volume {ingest_cfg['max_volume']}"
-        return row
-    if len(dc) > int(ingest_cfg["max_sites"]):
-        row["reason"] = f"{len(dc)} sites over max_sites {ingest_cfg['max_sites']}"
-        return row
     row["status"] = "ok"
     row["structure"] = json.dumps(dc.as_dict())
     return row
@@ -198,68 +238,94 @@ def _reason_classes(reasons) -> Counter:
 
 # ------------------------------------------------------------------------------------------- shards
 
-def _units_of(ds_cfg: dict, shard: str | int, shard_size: int) -> list:
-    from rhosym.shards import shard_units
+def _units(units) -> list:
+    from rhosym.shards import Unit
 
-    return shard_units(ds_cfg, shard, shard_size)
+    out = []
+    for u in units:
+        if isinstance(u, Unit):
+            out.append(u)
+        else:
+            key, ref = u
+            out.append(Unit(str(key), tuple(ref) if isinstance(ref, list) else ref))
+    return out
 
 
-def ingest_shard(ds_name: str, ds_cfg: dict, shard: str | int, shard_size: int, labels_cfg: dict | None,
-                 ingest_cfg: dict | None, out_path: str | Path | None = None, seed: int = 0) -> pd.DataFrame:
+def ingest_shard(ds_name: str, ds, shard: str | int, units, labels=None, ingest=None,
+                 out_path: str | Path | None = None, seed: int = 0) -> pd.DataFrame:
     """Ingest one shard of a data set; write ``out_path`` (Parquet) when given and return the rows.
 
-    Columns: the manifest columns, ``structure`` (pymatgen JSON of the density cell, null when
-    rejected) and, for ``mp_chgcar``, ``chgcar_path``. ``seed`` is the global seed (synthetic kind).
+    ``ds``: the data set's settings (``rhosym.settings.DatasetSettings`` or its dict); ``units``: the
+    shard's units (``rhosym.shards.shard_units``, or ``[key, ref]`` pairs). Columns: the manifest columns,
+    ``structure`` (pymatgen JSON of the density cell, null when rejected) and, for ``mp_chgcar``,
+    ``chgcar_path``. ``seed`` is the global seed (synthetic kind).
     """
     from rhosym.logs import progress
+    from rhosym.settings import DatasetSettings, IngestSettings, LabelsSettings
     from rhosym.shards import shard_name
 
-    labels_cfg = {**LABEL_DEFAULTS, **(labels_cfg or {})}
-    ingest_cfg = {**INGEST_DEFAULTS, **(ingest_cfg or {})}
-    kind = ds_cfg["kind"]
+    ds = _settings(ds, DatasetSettings)
+    labels = _settings(labels, LabelsSettings)
+    ingest = _settings(ingest, IngestSettings)
+    kind = ds.kind
     shard = shard_name(int(shard))
-    cell = ds_cfg.get("cell") or ("as_is" if kind == "mp_chgcar" else "conventional")
-    occ_tol = float(ingest_cfg["occupancy_tolerance"])
-    units = _units_of(ds_cfg, shard, shard_size)
+    cell = ds.resolved_cell
+    occ_tol = float(ingest.occupancy_tolerance)
+    units = _units(units)
     t0 = time.time()
     rows: list[dict] = []
-    common = dict(kind=kind, shard=shard, cell=cell, labels_cfg=labels_cfg, ingest_cfg=ingest_cfg)
+    common = dict(kind=kind, shard=shard, cell=cell, labels=labels, ingest=ingest)
+    desc = f"ingest {ds_name} {shard}"
 
     if kind == "cif_dir":
-        for path in progress(units, desc=f"ingest {ds_name} {shard}"):
-            stem = cif_stem(path)
-            for rec in read_cif(path, occ_tol):
+        for u in progress(units, desc=desc):
+            stem = cif_stem(u.ref)
+            for rec in read_cif(u.ref, occ_tol):
                 uid = f"{stem}:{rec.block}" if rec.block else stem
-                rows.append(process_record(rec, uid, **common))
+                rows.append(process_record(rec, uid, unit=u.key, **common))
     elif kind == "mp_chgcar":
-        meta = read_metadata(ds_cfg.get("metadata"))
-        for path in progress(units, desc=f"ingest {ds_name} {shard}"):
-            mid = chgcar_id(path)
-            rec = read_chgcar_structure(path, check_data=True)
-            bg = meta["band_gap"].get(mid, np.nan) if len(meta) else np.nan
-            fe = meta["formation_energy"].get(mid, np.nan) if len(meta) else np.nan
-            row = process_record(rec, mid, band_gap=bg, formation_energy=fe, **common)
-            row["chgcar_path"] = str(path)
+        from rhosym import mp
+
+        meta = mp.read_metadata(ds.metadata) if ds.metadata else None
+        for u in progress(units, desc=desc):
+            path = str(u.ref)
+            if mp.is_chgcar_json(os.path.basename(path)):
+                rec, doc_ids = read_json_structure(path)
+                fid = mp.file_id(path)
+            else:
+                rec, doc_ids, fid = read_chgcar_structure(path, check_data=True), {}, chgcar_id(path)
+            mid, tid = mp.resolve_material_id(fid, meta, doc_ids)
+            bg = fe = np.nan
+            if meta is not None and mid in meta.index:
+                bg, fe = meta.at[mid, "band_gap"], meta.at[mid, "formation_energy"]
+            row = process_record(rec, mid, band_gap=bg, formation_energy=fe, unit=u.key, **common)
+            row["task_id"] = tid
+            row["chgcar_path"] = path
             rows.append(row)
     elif kind == "cdvae_csv":
-        # the whole table: CIF strings span lines, so rows cannot be skipped by line number
-        table = pd.read_csv(ds_cfg["path"]).iloc[list(units)] if units else pd.DataFrame()
-        cols = ds_cfg.get("columns") or {}
-        for k, (_, r) in progress(list(zip(units, table.iterrows())), desc=f"ingest {ds_name} {shard}"):
-            rec = read_csv_row(r, cols, str(ds_cfg["path"]), int(k), occ_tol)
-            rows.append(process_record(rec, rec.extra["id"], band_gap=rec.extra["band_gap"],
-                                       formation_energy=rec.extra["formation_energy"], **common))
+        cols = ds.columns.model_dump() if ds.columns is not None else {}
+        by_file: dict[str, list] = {}
+        for u in units:
+            by_file.setdefault(u.ref[0], []).append(u)
+        for csv_path, us in by_file.items():
+            # the whole table: CIF strings span lines, so rows cannot be skipped by line number
+            table = pd.read_csv(csv_path)
+            for u in progress(us, desc=f"{desc} {os.path.basename(csv_path)}"):
+                k = int(u.ref[1])
+                rec = read_csv_row(table.iloc[k], cols, str(csv_path), k, occ_tol)
+                rows.append(process_record(rec, rec.extra["id"], band_gap=rec.extra["band_gap"],
+                                           formation_energy=rec.extra["formation_energy"], unit=u.key, **common))
     elif kind == "synthetic":
         from rhosym.synthetic import synthetic_structure
 
         n_other = 0
-        for i in progress(units, desc=f"ingest {ds_name} {shard}"):
+        for u in progress(units, desc=desc):
+            i = int(u.ref)
             s, reason, info = synthetic_structure(
-                int(i), seed=int(seed), space_groups=ds_cfg.get("space_groups", "all"),
-                max_atoms=int(ds_cfg.get("max_atoms", 24)), elements=ds_cfg.get("elements"),
-                symprec=float(labels_cfg["symprec"]))
-            rec = StructureRecord(f"synthetic:{int(i)}", "", s, reason, info)
-            rows.append(process_record(rec, f"syn-{int(i)}", **common))
+                i, seed=int(seed), space_groups=ds.space_groups or "all", max_atoms=int(ds.max_atoms or 24),
+                elements=ds.elements, symprec=float(labels.symprec))
+            rec = StructureRecord(f"synthetic:{i}", "", s, reason, info)
+            rows.append(process_record(rec, f"syn-{i}", unit=u.key, **common))
             n_other += "note" in info
         log.info("%s shard %s: %d generated structures kept with a space group other than the drawn one "
                  "(pyxtal made them more symmetric in every try)", ds_name, shard, n_other)
@@ -275,6 +341,21 @@ def ingest_shard(ds_name: str, ds_cfg: dict, shard: str | int, shard_size: int, 
     if out_path is not None:
         write_parquet(df, out_path)
     return df
+
+
+def read_json_structure(path: str) -> tuple[StructureRecord, dict]:
+    """The structure of an MP charge-density JSON (its grid is read again by the density stage)."""
+    from pymatgen.core import Lattice, Structure
+
+    from rhosym import mp
+
+    try:
+        data = mp.read_chgcar_json(path)
+        ids = mp.chgcar_json_ids(path)
+    except (ValueError, OSError, EOFError) as exc:
+        return StructureRecord(str(path), "", None, one_line(exc)), {}
+    s = Structure(Lattice(data.lattice), data.species, data.frac_coords)
+    return StructureRecord(str(path), "", s, "", {"grid": list(data.shape)}), ids
 
 
 def write_parquet(df: pd.DataFrame, out_path: str | Path) -> None:
@@ -327,116 +408,41 @@ def build_manifest(shard_paths, out_path: str | Path, report_path: str | Path | 
 
 
 def ingest_report(df: pd.DataFrame) -> pd.DataFrame:
-    """``status, reason, count``: one row for ok, one per reason class of the rejected rows."""
+    """``status, reason, count``: one row for ok, one per reason class of the rejected rows, and
+    ``labels`` rows: how many ok rows declare a space group, how many of those agree with spglib, and how
+    many were labelled with a tolerance of the ladder (``labels.ladder``)."""
     rows = [{"status": "ok", "reason": "", "count": int((df["status"] == "ok").sum())}]
     for reason, n in _reason_classes(df.loc[df["status"] != "ok", "reason"]).most_common():
         rows.append({"status": "rejected", "reason": reason, "count": int(n)})
+    ok = df[df["status"] == "ok"]
+    if len(ok) and "declared_space_group" in ok.columns:
+        dec = ok["declared_space_group"].notna()
+        both = dec & ok["spglib_space_group"].notna()
+        agree = both & (ok["declared_space_group"] == ok["spglib_space_group"])
+        rows.append({"status": "labels", "reason": "declares a space group", "count": int(dec.sum())})
+        rows.append({"status": "labels", "reason": "declared space group equals spglib's", "count": int(agree.sum())})
+        rows.append({"status": "labels", "reason": "declared space group differs from spglib's",
+                     "count": int((both & ~agree).sum())})
+        for tol, n in ok["label_symprec"].dropna().value_counts().sort_index(ascending=False).items():
+            rows.append({"status": "labels", "reason": f"labelled at symprec {tol:g}", "count": int(n)})
+        if "label_source" in ok.columns:
+            for src, n in ok["label_source"].value_counts().items():
+                rows.append({"status": "labels", "reason": f"label from {src}", "count": int(n)})
     return pd.DataFrame(rows, columns=["status", "reason", "count"])
 
 
-def ingest_dataset(config: dict, ds_name: str, out_dir: str | Path | None = None) -> pd.DataFrame:
-    """Every shard of one data set, one after another (outside Snakemake); returns the manifest."""
-    from rhosym.shards import list_shards
+def ingest_dataset(config, ds_name: str, out_dir: str | Path | None = None) -> pd.DataFrame:
+    """Every shard of one data set, one after another (outside Snakemake); returns the manifest.
+    ``config``: a ``rhosym.settings.Config`` or a config dict (layered on nothing)."""
+    from rhosym.settings import Config, parse_config
+    from rhosym.shards import assign
 
-    ds_cfg = config["datasets"][ds_name]
-    shard_size = int(config.get("shard_size", 1000))
-    out_dir = Path(out_dir or Path(config.get("results", "results")) / ds_name)
+    cfg = config if isinstance(config, Config) else parse_config(config)
+    ds = cfg.datasets[ds_name]
+    out_dir = Path(out_dir or Path(cfg.results) / ds_name)
     paths = []
-    for shard in list_shards(ds_cfg, shard_size):
+    for shard, units in assign(ds, cfg.shard_size).items():
         p = out_dir / "ingest" / f"shard-{shard}.parquet"
-        ingest_shard(ds_name, ds_cfg, shard, shard_size, config.get("labels"), config.get("ingest"), p,
-                     seed=int(config.get("seed", 0)))
+        ingest_shard(ds_name, ds, shard, units, cfg.labels, cfg.ingest, p, seed=cfg.seed)
         paths.append(p)
     return build_manifest(paths, out_dir / "manifest.parquet", out_dir / "ingest_report.csv")
-
-
-# -------------------------------------------------------------------------------------- download_mp
-
-def _mp_rester(api_key: str | None = None):
-    try:
-        from mp_api.client import MPRester
-    except ImportError as exc:  # pragma: no cover - depends on the optional extra
-        raise ImportError("download_mp needs the mp-api client: pip install 'rhosym[mp]'") from exc
-    key = api_key or os.environ.get("MP_API_KEY")
-    if not key:
-        raise RuntimeError("download_mp needs a Materials Project API key in the environment variable MP_API_KEY")
-    return MPRester(api_key=key)
-
-
-def download_mp(ds_cfg: dict, client=None, metadata: bool = True) -> dict:
-    """Fetch the CHGCARs of ``ds_cfg['mp_ids']`` into ``ds_cfg['path']`` as ``<id>_CHGCAR.gz``.
-
-    Cached: a file already there is skipped. A material with no charge density is logged and listed
-    in ``<path>/missing.txt``. With ``metadata`` and a ``metadata:`` path, writes band gaps and
-    formation energies (``material_id, band_gap, formation_energy_per_atom``) for ids not yet in it.
-    ``client`` is an ``MPRester``-like object (tests pass a fake); default: a real one from
-    ``MP_API_KEY``. Returns ``{"downloaded": [...], "skipped": [...], "missing": {id: reason}}``.
-    """
-    import gzip as _gzip
-    import shutil
-
-    from rhosym.logs import progress
-
-    out_dir = Path(ds_cfg["path"])
-    out_dir.mkdir(parents=True, exist_ok=True)
-    ids = [str(i) for i in ds_cfg.get("mp_ids") or []]
-    if not ids:
-        raise ValueError("download_mp: the data set lists no mp_ids")
-    result: dict = {"downloaded": [], "skipped": [], "missing": {}}
-    todo = []
-    for mid in ids:
-        if (out_dir / f"{mid}_CHGCAR.gz").exists():
-            result["skipped"].append(mid)
-        else:
-            todo.append(mid)
-    log.info("download_mp: %d ids, %d already there, %d to fetch", len(ids), len(result["skipped"]), len(todo))
-    if todo and client is None:
-        client = _mp_rester()
-    for mid in progress(todo, desc="download_mp"):
-        try:
-            chg = client.get_charge_density_from_material_id(mid)
-        except Exception as exc:  # noqa: BLE001 - network / API errors are per material
-            result["missing"][mid] = one_line(f"{type(exc).__name__}: {exc}")
-            log.warning("download_mp: %s: %s", mid, result["missing"][mid])
-            continue
-        if chg is None:
-            result["missing"][mid] = "no charge density"
-            log.warning("download_mp: %s has no charge density", mid)
-            continue
-        target = out_dir / f"{mid}_CHGCAR.gz"
-        tmp_plain = out_dir / f".{mid}_CHGCAR.tmp-{os.getpid()}"
-        tmp_gz = out_dir / f".{mid}_CHGCAR.gz.tmp-{os.getpid()}"
-        chg.write_file(str(tmp_plain))
-        with open(tmp_plain, "rb") as src, _gzip.open(tmp_gz, "wb", compresslevel=6) as dst:
-            shutil.copyfileobj(src, dst)
-        tmp_plain.unlink()
-        os.replace(tmp_gz, target)
-        result["downloaded"].append(mid)
-    if result["missing"]:
-        with open(out_dir / "missing.txt", "w") as fh:
-            for mid, why in sorted(result["missing"].items()):
-                fh.write(f"{mid}\t{why}\n")
-    log.info("download_mp: downloaded %d, skipped %d, missing %d", len(result["downloaded"]),
-             len(result["skipped"]), len(result["missing"]))
-    if metadata and ds_cfg.get("metadata"):
-        _download_mp_metadata(ds_cfg["metadata"], ids, client)
-    return result
-
-
-def _download_mp_metadata(path: str, ids: list[str], client=None) -> None:
-    """Append ``material_id, band_gap, formation_energy_per_atom`` rows for ids not in ``path`` yet."""
-    p = Path(path)
-    have = pd.read_csv(p) if p.exists() else pd.DataFrame(columns=["material_id", "band_gap",
-                                                                   "formation_energy_per_atom"])
-    want = [i for i in ids if i not in set(have["material_id"].astype(str))]
-    if not want:
-        return
-    client = client or _mp_rester()
-    docs = client.materials.summary.search(material_ids=want,
-                                           fields=["material_id", "band_gap", "formation_energy_per_atom"])
-    rows = [{"material_id": str(d.material_id), "band_gap": d.band_gap,
-             "formation_energy_per_atom": d.formation_energy_per_atom} for d in docs]
-    df = pd.concat([have, pd.DataFrame(rows)], ignore_index=True)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(p, index=False)
-    log.info("download_mp: metadata for %d more materials in %s", len(rows), p)

@@ -45,36 +45,23 @@ from pathlib import Path
 
 import numpy as np
 
+from rhosym.settings import DensitySettings, SampleSettings, section
+
 log = logging.getLogger("rhosym.sampling")
-
-DEFAULTS = {
-    "methods": [],
-    "threshold": 0.01,
-    "points_per_A3": 20.0,
-    "min_points": 1000,
-    "max_points": 4000,
-    "voxel": 0.5,
-    "frame": 64.0,
-}
-
-
-def sample_cfg(cfg: dict | None) -> dict:
-    out = dict(DEFAULTS)
-    out.update({k: v for k, v in (cfg or {}).items() if v is not None})
-    return out
-
 
 def structure_seed(global_seed: int, sid: str) -> int:
     """A per-structure seed from the global seed and the id (stable across runs and machines)."""
     return int.from_bytes(hashlib.sha256(f"{global_seed}:{sid}".encode()).digest()[:8], "little")
 
 
-def n_points(volume: float, cfg: dict) -> int:
-    return int(np.clip(round(cfg["points_per_A3"] * volume), cfg["min_points"], cfg["max_points"]))
+def n_points(volume: float, cfg) -> int:
+    cfg = section(SampleSettings, cfg)
+    return int(np.clip(round(cfg.points_per_A3 * volume), cfg.min_points, cfg.max_points))
 
 
-def frame_shape(cfg: dict) -> list[int]:
-    return [int(math.ceil(cfg["frame"] / cfg["voxel"] - 1e-9))] * 3
+def frame_shape(cfg) -> list[int]:
+    cfg = section(SampleSettings, cfg)
+    return [int(math.ceil(cfg.frame / cfg.voxel - 1e-9))] * 3
 
 
 def cell_origin(lattice: np.ndarray) -> np.ndarray:
@@ -182,24 +169,25 @@ def sample_one(method: str, cfg: dict, sid: str, lattice: np.ndarray, seed: int,
     Give ``rho`` (C, nx, ny, nz) for the dense path or ``model`` (callable on Cartesian points) for the
     direct path.
     """
+    cfg = section(SampleSettings, cfg)
     lattice = np.asarray(lattice, dtype=np.float64)
     origin = cell_origin(lattice)
     shape = frame_shape(cfg)
-    if ((np.abs(lattice).sum(0)) > cfg["frame"]).any():
-        raise ValueError(f"cell does not fit the sampling frame of {cfg['frame']} Å (sample.frame)")
+    if ((np.abs(lattice).sum(0)) > cfg.frame).any():
+        raise ValueError(f"cell does not fit the sampling frame of {cfg.frame} Å (sample.frame)")
     if method == "random":
         rng = np.random.default_rng(structure_seed(seed, sid))
         n = n_points(abs(np.linalg.det(lattice)), cfg)
         if rho is not None:
-            xyz, feats = sample_random_dense(rho, lattice, n, cfg["threshold"], rng)
+            xyz, feats = sample_random_dense(rho, lattice, n, cfg.threshold, rng)
         else:
-            xyz, feats = sample_random_direct(model, lattice, n, cfg["threshold"], rng)
-        ixyz = voxel_index(xyz, origin, cfg["voxel"])
+            xyz, feats = sample_random_direct(model, lattice, n, cfg.threshold, rng)
+        ixyz = voxel_index(xyz, origin, cfg.voxel)
     elif method == "grid":
         if rho is not None:
-            xyz, feats, ixyz = sample_grid_dense(rho, lattice, cfg["voxel"], cfg["threshold"], origin)
+            xyz, feats, ixyz = sample_grid_dense(rho, lattice, cfg.voxel, cfg.threshold, origin)
         else:
-            xyz, feats, ixyz = sample_grid_direct(model, lattice, cfg["voxel"], cfg["threshold"], origin)
+            xyz, feats, ixyz = sample_grid_direct(model, lattice, cfg.voxel, cfg.threshold, origin)
     else:
         raise ValueError(f"unknown sampling method {method!r}")
     return xyz.astype(np.float32), feats.astype(np.float32), to_frame(ixyz, shape)
@@ -222,7 +210,7 @@ def _items_direct(ingest: str | Path, dcfg: dict):
             if not isinstance(row.get("structure"), str | dict):
                 raise ValueError("ingest row has no structure")
             s = structure_from_json(row["structure"])
-            model = DirectModel.from_structure(s, b_iso=dcfg["b_iso"], blur=dcfg["blur"], cutoff=dcfg["cutoff"])
+            model = DirectModel.from_structure(s, b_iso=dcfg.b_iso, blur=dcfg.blur, cutoff=dcfg.cutoff)
         except ValueError as e:
             yield sid, None, {"error": str(e)}, None, None
             continue
@@ -238,25 +226,24 @@ def write_sample_store(source: str | Path, out: str | Path, method: str, cfg: di
     The store's attributes also record what made the densities (``kind`` of the data set, the
     ``density`` settings) and ``provenance`` (the data set's ingest ``cell`` and the ``labels``
     settings), so that ``rhosym predict`` can rebuild a checkpoint's inputs exactly."""
-    from rhosym.density import density_cfg
     from rhosym.logs import progress
     from rhosym.store import jsonable, read_attrs, write_store
 
-    cfg = sample_cfg(cfg)
+    cfg = section(SampleSettings, cfg)
     t0 = time.time()
     ids, rejected, cells, nel = [], {}, [], []
     xyzs, feats, voxs, channels = [], [], [], None
     if direct:
-        items = list(_items_direct(source, density_cfg(density)))
+        items = list(_items_direct(source, section(DensitySettings, density)))
         upstream_rejected = {}
         kind = provenance.get("kind") if provenance else None
-        density_used = density_cfg(density)
+        density_used = section(DensitySettings, density).model_dump()
     else:
         items = _items_dense(source)
         source_attrs = read_attrs(source)
         upstream_rejected = source_attrs.get("rejected", {})
         kind = source_attrs.get("kind")
-        density_used = source_attrs.get("config") or density_cfg(density)
+        density_used = source_attrs.get("config") or section(DensitySettings, density).model_dump()
     total = len(items) if direct else len(read_attrs(source).get("ids", []))
     for sid, lattice, src, n_el, ch in progress(items, desc=f"sample {method} {Path(out).name}", total=total):
         try:
@@ -290,9 +277,10 @@ def write_sample_store(source: str | Path, out: str | Path, method: str, cfg: di
     all_rejected = {**upstream_rejected, **rejected}
     counts = {"ok": len(ids), "rejected": len(all_rejected)}
     attrs = {"ids": ids, "rejected": all_rejected, "counts": counts, "method": method,
-             "channels": channels or ["total"], "spatial_shape": frame_shape(cfg), "voxel": cfg["voxel"],
-             "frame": cfg["frame"], "threshold": cfg["threshold"], "seed": seed,
-             "source": "direct" if direct else "dense", "cells": cells, "n_electrons": nel, "config": cfg,
+             "channels": channels or ["total"], "spatial_shape": frame_shape(cfg), "voxel": cfg.voxel,
+             "frame": cfg.frame, "threshold": cfg.threshold, "seed": seed,
+             "source": "direct" if direct else "dense", "cells": cells, "n_electrons": nel,
+             "config": cfg.model_dump(exclude={"methods"}),
              "kind": kind, "density": density_used, **(provenance or {})}
     write_store(out, arrays, jsonable(attrs))
     npts = np.diff(offsets)

@@ -218,7 +218,9 @@ def read_cif_blocks(text: str, source: str = "", occupancy_tolerance: float = 1.
             out.append(StructureRecord(source, blk, None, "unparsable CIF: no atoms"))
             continue
         _attach_b_iso(s, {**_aniso_b_eq(data, s.lattice), **b_of_label})
-        extra = {}
+        from rhosym.symmetry import declared_space_group
+
+        extra = {"declared_space_group": declared_space_group(data)}
         if parser.warnings:
             extra["warnings"] = [one_line(w, 200) for w in parser.warnings]
         out.append(StructureRecord(source, blk, s, "", extra))
@@ -388,7 +390,7 @@ def read_chgcar_structure(path: str | Path, check_data: bool = True) -> Structur
 # ----------------------------------------------------------------------------------------------- CSV
 
 DEFAULT_COLUMNS = {"id": "material_id", "cif": "cif", "band_gap": "band_gap",
-                   "formation_energy": "formation_energy_per_atom"}
+                   "formation_energy": "formation_energy_per_atom", "space_group": "spacegroup.number"}
 
 
 def read_csv_table(path: str | Path):
@@ -410,7 +412,8 @@ def read_csv_row(row, columns: dict | None = None, source: str = "", index: int 
                  occupancy_tolerance: float = 1.05) -> StructureRecord:
     """One CDVAE CSV row (a pandas Series or dict): the CIF string plus id and property columns.
 
-    ``extra`` holds ``id``, ``band_gap``, ``formation_energy`` (NaN when the column is absent).
+    ``extra`` holds ``id``, ``band_gap``, ``formation_energy`` (NaN when the column is absent) and
+    ``declared_space_group`` (the ``space_group`` column when present, else what the CIF declares).
     """
     cols = {**DEFAULT_COLUMNS, **(columns or {})}
     get = row.get if hasattr(row, "get") else row.__getitem__
@@ -425,6 +428,9 @@ def read_csv_row(row, columns: dict | None = None, source: str = "", index: int 
     recs = read_cif_blocks(text, src, occupancy_tolerance)
     rec = recs[0]
     rec.block = ""
+    declared = _float_or_nan(get(cols["space_group"], None))
+    if declared == declared and 1 <= declared <= 230:  # a number, not NaN
+        extra["declared_space_group"] = int(declared)
     rec.extra.update(extra)
     if len(recs) > 1:
         log.warning("%s: CIF string holds %d blocks; using the first", src, len(recs))

@@ -52,7 +52,8 @@ import numpy as np
 
 log = logging.getLogger("rhosym.symmetry")
 
-CRYSTAL_SYSTEMS = ("triclinic", "monoclinic", "orthorhombic", "tetragonal", "trigonal", "hexagonal", "cubic")
+from rhosym.registry import CRYSTAL_SYSTEMS  # noqa: E402 - the one list of crystal systems
+
 TABLE_COLUMNS = ("space_group", "crystal_system", "extinction_group", "extinction_symbol")
 EXPECTED_COUNTS = {"triclinic": 1, "monoclinic": 6, "orthorhombic": 33, "tetragonal": 31, "trigonal": 6,
                    "hexagonal": 7, "cubic": 17}
@@ -334,29 +335,26 @@ def compute_extinction_table(rhombohedral_axes: bool = False):
     return df
 
 
-def table_paths() -> tuple[Path, Path]:
-    """``(package copy, repository copy)`` of the shipped table."""
+def table_path() -> Path:
+    """The shipped table (package data, the only copy)."""
     import rhosym
 
-    pkg = Path(rhosym.__file__).resolve().parent
-    return pkg / "data" / TABLE_NAME, pkg.parents[1] / "resources" / TABLE_NAME
+    return Path(rhosym.__file__).resolve().parent / "data" / TABLE_NAME
 
 
 @lru_cache(maxsize=1)
 def _load_cached():
     import pandas as pd
 
-    for path in table_paths():
-        if path.is_file():
-            df = pd.read_csv(path)
-            if list(df.columns) != list(TABLE_COLUMNS) or len(df) != 230:
-                raise ValueError(f"{path}: not a 230-row extinction table with columns {TABLE_COLUMNS}")
-            return df
-    raise FileNotFoundError(f"{TABLE_NAME} found neither in the package nor in resources/")
+    path = table_path()
+    df = pd.read_csv(path)
+    if list(df.columns) != list(TABLE_COLUMNS) or len(df) != 230:
+        raise ValueError(f"{path}: not a 230-row extinction table with columns {TABLE_COLUMNS}")
+    return df
 
 
 def load_extinction_table():
-    """The shipped table (package copy preferred, else ``resources/``); a fresh copy each call."""
+    """The shipped table; a fresh copy each call."""
     return _load_cached().copy()
 
 
@@ -378,29 +376,22 @@ def extinction_symbol(sg: int) -> str:
     return _lookup()[int(sg)][1]
 
 
-def write_extinction_table(df=None) -> list[Path]:
-    """Write the (re)computed table to both shipped locations; returns the paths."""
+def write_extinction_table(df=None) -> Path:
+    """Write the (re)computed table to the shipped location; returns the path."""
     df = compute_extinction_table() if df is None else df
-    paths = list(table_paths())
-    for p in paths:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        df.to_csv(p, index=False)
+    p = table_path()
+    p.parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(p, index=False)
     _load_cached.cache_clear()
     _lookup.cache_clear()
-    return paths
+    return p
 
 
 # --------------------------------------------------------------------------------------------------
 # labelling structures
 
 
-def label_structure(structure, symprec: float = 0.1, angle_tolerance: float = 5.0) -> dict:
-    """Symmetry labels of a pymatgen ``Structure``.
-
-    Returns ``space_group`` (int), ``symbol`` (Hermann-Mauguin, e.g. ``Fm-3m``), ``crystal_system``,
-    ``extinction_group``, ``extinction_symbol``. Raises ``ValueError`` with a one-line reason when
-    spglib finds no symmetry.
-    """
+def _label_once(structure, symprec: float, angle_tolerance: float) -> dict:
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
     where = f"(symprec={symprec}, angle_tolerance={angle_tolerance})"  # callers prefix their own context
@@ -419,11 +410,85 @@ def label_structure(structure, symprec: float = 0.1, angle_tolerance: float = 5.
         "crystal_system": crystal_system(sg),
         "extinction_group": extinction_group(sg),
         "extinction_symbol": extinction_symbol(sg),
+        "symprec": float(symprec),
     }
+
+
+def label_structure(structure, symprec: float = 0.1, angle_tolerance: float = 5.0, ladder=()) -> dict:
+    """Symmetry labels of a pymatgen ``Structure``.
+
+    Returns ``space_group`` (int), ``symbol`` (Hermann-Mauguin, e.g. ``Fm-3m``), ``crystal_system``,
+    ``extinction_group``, ``extinction_symbol`` and ``symprec`` (the tolerance that gave them). When
+    spglib finds no symmetry at ``symprec``, the tolerances of ``ladder`` are tried in turn (labels.ladder:
+    0.05, 0.01, 1e-3, 1e-5). Raises ``ValueError`` with a one-line reason when none works.
+    """
+    tried = [float(symprec)] + [float(t) for t in ladder if float(t) != float(symprec)]
+    errors = []
+    for tol in tried:
+        try:
+            return _label_once(structure, tol, angle_tolerance)
+        except ValueError as exc:
+            errors.append(str(exc))
+    raise ValueError(errors[0] + (f" (and at symprec {', '.join(f'{t:g}' for t in tried[1:])})" if len(tried) > 1
+                                  else ""))
+
+
+@lru_cache(maxsize=1)
+def _hm_symbols() -> dict[int, str]:
+    import warnings
+
+    import spglib
+
+    out: dict[int, str] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        for hall in range(1, 531):
+            t = spglib.get_spacegroup_type(hall)
+            out.setdefault(int(t.number), str(t.international_short))
+    return out
+
+
+def sg_symbol(sg: int) -> str:
+    """Short Hermann-Mauguin symbol of space group ``sg`` in its standard setting (``Fm-3m``)."""
+    crystal_system(sg)
+    return _hm_symbols()[int(sg)]
+
+
+def declared_space_group(data: dict) -> int | None:
+    """The space-group number a CIF block declares (``_space_group_IT_number`` or
+    ``_symmetry_Int_Tables_number``), else from its Hermann-Mauguin symbol; None when absent."""
+    for key in ("_space_group_IT_number", "_symmetry_Int_Tables_number", "_space_group.IT_number"):
+        v = data.get(key)
+        if isinstance(v, list):
+            v = v[0] if v else None
+        if v is None:
+            continue
+        try:
+            n = int(str(v).strip().split("(")[0])
+        except ValueError:
+            continue
+        if 1 <= n <= 230:
+            return n
+    for key in ("_space_group_name_H-M_alt", "_symmetry_space_group_name_H-M"):
+        v = data.get(key)
+        if isinstance(v, list):
+            v = v[0] if v else None
+        if not v or str(v).strip() in ("?", "."):
+            continue
+        try:
+            import gemmi
+
+            sg = gemmi.find_spacegroup_by_name(str(v).strip().strip("'\""))
+        except Exception:  # noqa: BLE001
+            sg = None
+        if sg is not None:
+            return int(sg.number)
+    return None
 
 
 __all__ = [
     "CRYSTAL_SYSTEMS", "TABLE_COLUMNS", "EXPECTED_COUNTS", "crystal_system", "compute_extinction_table",
     "load_extinction_table", "extinction_group", "extinction_symbol", "label_structure",
-    "write_extinction_table", "reflection_key", "table_paths", "SYSTEM_LAUE_CLASS",
+    "write_extinction_table", "reflection_key", "table_path", "SYSTEM_LAUE_CLASS", "declared_space_group",
+    "sg_symbol",
 ]

@@ -1,111 +1,94 @@
-"""One trainer for every model: classification (full class count) and regression (standardized L1).
+"""One trainer for every model: classification (full class sets), joint symmetry (one network, three
+consistent answers; rhosym.hierarchy) and regression (standardized L1).
 
-:func:`train_model` reads the TRAINING and VALIDATION structures of a split from the per-shard stores
-(:mod:`rhosym.loaders`), never the test split; early stopping and the best checkpoint are chosen on the
-validation metric (accuracy for classification, MAE in physical units for regression). Every epoch
-rewrites ``history.csv``, ``last.pt`` (everything needed to resume) and, when the validation metric
-improved, ``checkpoint.pt``; all three atomically (temporary file, then rename). A rerun with
-``last.pt`` present continues after its epoch.
-
-Per-model overrides: ``cfg["models"][model]`` replaces any training key for that model; its ``model``
-block is passed to ``rhosym.models.build_model`` as ``cfg``.
+:func:`train` runs a :class:`TrainJob` in named steps: :func:`prepare_data` (TRAINING and VALIDATION
+structures of the split, never the test split; normalization and target scaling from TRAIN only),
+:func:`build_network` (optionally initialized from a pretrained checkpoint), :func:`make_optimizer`,
+:func:`make_scheduler`, :func:`make_criterion`, :func:`resume_state` (continue a killed run from
+``last.pt`` when settings, inputs and split are unchanged), :func:`run_epochs` (early stopping and the
+learning-rate schedule look at the VALIDATION split only) and :func:`finish`. Every epoch rewrites
+``history.csv``, ``last.pt`` and, when the validation metric improved, ``checkpoint.pt``, all atomically.
+``last.pt`` also holds the validation-best weights, so a rerun whose ``checkpoint.pt`` was removed (by
+Snakemake, before a job) writes the best epoch again, never the last one. File format:
+:mod:`rhosym.checkpoint`.
 """
 
 from __future__ import annotations
 
-import copy
+import hashlib
+import json
 import logging
-import os
 import random
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from rhosym import checkpoint as C
 from rhosym import loaders as L
 from rhosym.logs import progress
+from rhosym.registry import MODELS, TASKS
+from rhosym.runtime import autocast, forward, peak_memory_mb, pick_device, to_device
 
 log = logging.getLogger("rhosym.train")
 
-DEFAULTS: dict = {
-    "epochs": 8,
-    "patience": 5,
-    "optimizer": "adamw",
-    "lr": 1e-3,
-    "weight_decay": 1e-4,
-    "scheduler": "plateau",
-    "plateau_factor": 0.5,
-    "plateau_patience": 2,
-    "batch_budget": 200_000,
-    "max_batch_size": 32,
-    "num_workers": 0,
-    "device": "auto",
-    "amp": True,
-    "amp_dtype": "fp16",
-    "grad_clip": 1.0,
-    "label_smoothing": 0.0,
-    "class_weights": False,
-    "norm_max_structures": 500,
-    "resume": True,
-    "seed": None,
-    "top_k": 5,
-    "threads": 2,
-    "mem_mb": 8000,
-    "runtime": 240,
-    "gpus": 1,
-    "models": {},
-    "model": {},
-}
 HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_metric", "metric", "lr", "seconds", "samples_per_s",
                    "peak_mem_mb"]
-CHECKPOINT_FORMAT = 1
 
 
-def resolve_config(cfg: dict | None, model: str) -> dict:
-    """Defaults, then the ``train:`` keys, then ``train.models.<model>`` overrides."""
-    out = copy.deepcopy(DEFAULTS)
-    cfg = dict(cfg or {})
-    per_model = (cfg.get("models") or {}).get(model) or {}
-    out.update({k: v for k, v in cfg.items() if k != "models"})
-    out.update(per_model)
-    out["model"] = dict(per_model.get("model") or cfg.get("model") or {})
-    out.pop("models", None)
+@dataclass
+class TrainJob:
+    """Everything one training run needs. ``cfg``: the result-affecting training settings
+    (``rhosym.settings.Config.train_params``; missing keys take the model's protocol and the defaults);
+    the last group of fields are job resources that never change the result."""
+
+    model: str
+    task: str
+    input: str
+    stores: list
+    manifest: object  # path or DataFrame
+    split: object  # path or DataFrame
+    out_dir: str | Path
+    features: int = 1
+    points: int = 0
+    cfg: dict = field(default_factory=dict)
+    seed: int = 0
+    dataset: str = ""
+    split_rule: str = ""
+    pretrained: str | None = None  # checkpoint initializing the network (fine-tuning)
+    pretrained_from: str | None = None  # its data set
+    provenance: dict = field(default_factory=dict)  # the data set's kind, cell, labels, ingest settings
+    device: str = "auto"
+    num_workers: int = 0
+    threads: int = 0
+    resume: bool = True
+    cache_mb: int = 4000
+    registry: object = None  # tests pass a stand-in (build_model, collate, INPUT_KIND)
+
+
+def resolve_cfg(model: str, task: str, cfg: dict | None) -> dict:
+    """Training defaults < the model's protocol < ``cfg`` (architecture and augment validated)."""
+    from rhosym.settings import AugmentSettings, TrainSettings
+
+    out = TrainSettings().model_dump(exclude={"models"})
+    if model in MODELS:
+        out.update(MODELS[model].protocol(TASKS[task].kind))
+    given = {k: v for k, v in (cfg or {}).items() if v is not None and k != "models"}
+    out.update(given)
+    out["augment"] = AugmentSettings.model_validate(out.get("augment") or {}).model_dump()
+    if model in MODELS:
+        out["model"] = MODELS[model].config.model_validate(dict(out.get("model") or {})).model_dump()
     return out
 
 
-def store_pattern(model: str, input_name: str) -> str:
-    """Per-shard store path of a model's input, relative to ``results/{ds}/`` (with ``{shard}``)."""
-    from rhosym.workflow import DENSITY_MODELS, XRD_MODELS
-
-    if model in DENSITY_MODELS:
-        return f"samples/{input_name}/shard-{{shard}}.zarr"
-    if model in XRD_MODELS:
-        return "xrd/shard-{shard}.zarr"
-    return f"graphs/{model}/shard-{{shard}}.zarr"
-
-
-def job_setting(train_cfg: dict, model: str, key: str):
-    """A training-job setting (threads, mem_mb, ...), with the per-model override when there is one."""
-    return ((train_cfg.get("models") or {}).get(model) or {}).get(key, train_cfg.get(key, DEFAULTS.get(key)))
-
-
-def get_registry(registry=None):
-    if registry is not None:
-        return registry
+def _registry(job: TrainJob):
+    if job.registry is not None:
+        return job.registry
     import rhosym.models as registry_module
 
     return registry_module
-
-
-def pick_device(name: str = "auto"):
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("train.device is cuda but no CUDA device is visible")
-    return torch.device(name)
 
 
 def seed_everything(seed: int) -> None:
@@ -116,90 +99,168 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def to_device(batch, device):
-    import torch
-
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, dict):
-        return {k: to_device(v, device) for k, v in batch.items()}
-    if isinstance(batch, list | tuple):
-        return type(batch)(to_device(v, device) for v in batch)
-    return batch
-
-
-# train: keys that may change between a killed run and its resumption (how long, and job resources)
-RESUME_FREE_KEYS = ("epochs", "patience", "resume", "threads", "mem_mb", "runtime", "gpus", "num_workers",
-                    "device")
-
-
-def resume_key(meta: dict, ids: dict) -> str:
-    """Fingerprint of what a resumed run must share with the killed one: the experiment, the model and
-    training settings (except length and job resources), the input store's settings and the split ids."""
-    import hashlib
-    import json
-
-    train_cfg = {k: v for k, v in (meta.get("train_config") or {}).items() if k not in RESUME_FREE_KEYS}
-    key = {k: meta.get(k) for k in ("model", "model_cfg", "task", "features", "input", "n_out", "input_store",
-                                     "seed")}
-    key.update(train=train_cfg, ids=ids)
-    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def atomic_torch_save(obj, path: str | Path) -> None:
-    import torch
-
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def atomic_csv(df: pd.DataFrame, path: str | Path) -> None:
+    import os
+
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     df.to_csv(tmp, index=False)
     os.replace(tmp, path)
 
 
-def peak_memory_mb(device) -> float:
-    import torch
-
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2 ** 20
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
-
-
 def _read_table(t) -> pd.DataFrame:
     return t if isinstance(t, pd.DataFrame) else pd.read_parquet(t)
 
 
-def make_loader(dataset, sizes, collate, cfg: dict, shuffle: bool, seed: int, device):
+# ============================================================================================ steps
+@dataclass
+class TrainData:
+    input_kind: str
+    kind: str  # classification | regression | joint
+    items: dict
+    datasets: dict
+    norm: dict | None
+    target: dict | None
+    in_features: int
+
+    @property
+    def regression(self) -> bool:
+        return self.kind == "regression"
+
+
+def prepare_data(job: TrainJob, cfg: dict, pretrained: dict | None = None) -> TrainData:
+    """Train and val datasets, label maps, normalization and target scaling (all from TRAIN only; a
+    fine-tuned network keeps its pretrained normalization)."""
+    from rhosym.settings import AugmentSettings
+
+    reg = _registry(job)
+    input_kind = reg.INPUT_KIND[job.model]
+    kind = TASKS[job.task].kind
+    manifest, split = _read_table(job.manifest), _read_table(job.split)
+    labels = L.encode_labels(manifest, job.task)
+    ids = {s: split.loc[split["split"] == s, "id"].astype(str).tolist() for s in ("train", "val")}
+    index = L.index_stores(list(job.stores), input_kind)
+    items = {s: L.build_items(ids[s], labels, list(job.stores), input_kind, name=s, index=index,
+                              max_points=job.points) for s in ("train", "val")}
+    if len(items["train"]) == 0:
+        raise ValueError(f"no training structures for {job.model}/{job.task}: every one is missing from the "
+                         f"stores or has no label ({items['train'].skipped})")
+    augment = AugmentSettings.model_validate(cfg.get("augment") or {})
+    datasets = {
+        "train": L.StoreDataset(items["train"], input_kind, job.features, max_points=job.points, seed=job.seed,
+                                augment=augment, cache_mb=job.cache_mb),
+        "val": L.StoreDataset(items["val"], input_kind, job.features, max_points=job.points, seed=job.seed,
+                              cache_mb=job.cache_mb),
+    }
+    norm = target = None
+    if pretrained is not None:
+        norm, target = pretrained["meta"].norm, pretrained["meta"].target
+    else:
+        if kind == "regression":
+            yt = np.asarray(items["train"].y)
+            target = {"mean": float(yt.mean()), "std": float(yt.std()) if yt.std() > 0 else 1.0}
+        if input_kind == "density":
+            norm = L.density_stats(datasets["train"], cfg["norm_max_structures"], job.seed)
+        elif input_kind == "lattice":
+            norm = L.lattice_stats(datasets["train"])
+    for d in datasets.values():
+        d.norm = norm
+    first = datasets["train"][0]["sample"]
+    in_features = {"density": int(job.features), "xrd": 1, "lattice": len(L.LATTICE_FEATURES)}.get(
+        input_kind, None) or int(first["atom_fea"].shape[1])
+    return TrainData(input_kind, kind, items, datasets, norm, target, in_features)
+
+
+def make_loader(dataset, sizes, collate, cfg: dict, shuffle: bool, seed: int, device, num_workers: int = 0):
     import torch
     from torch.utils.data import DataLoader
 
     sampler = L.BudgetBatchSampler(sizes, cfg["batch_budget"], cfg["max_batch_size"], shuffle=shuffle, seed=seed)
-    nw = int(cfg["num_workers"])
-    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=nw,
+    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=int(num_workers),
                         worker_init_fn=L.seed_worker, generator=torch.Generator().manual_seed(seed),
                         persistent_workers=False, pin_memory=device.type == "cuda")
     return loader, sampler
 
 
-def _outputs(model, batch, regression: bool):
-    out = model(batch)
-    out = out.float()
-    return out[:, 0] if regression else out
+def build_network(job: TrainJob, cfg: dict, data: TrainData, device, pretrained: dict | None = None):
+    """The network of the job, on ``device``; a fine-tuned job starts from the pretrained weights."""
+    reg = _registry(job)
+    model = reg.build_model(job.model, TASKS[job.task].n_out, data.regression, data.in_features, cfg["model"])
+    if pretrained is not None:
+        model.load_state_dict(pretrained["state_dict"], strict=True)
+        log.info("initialized from %s (%s)", job.pretrained, job.pretrained_from)
+    return model.to(device)
 
 
-def _autocast(device, cfg: dict):
+def make_optimizer(model, cfg: dict):
     import torch
 
-    enabled = bool(cfg.get("amp")) and device.type == "cuda"
-    dtype = torch.bfloat16 if str(cfg.get("amp_dtype", "fp16")) == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype, enabled=enabled)
+    if cfg["optimizer"] == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    if cfg["optimizer"] == "adam":
+        return torch.optim.Adam(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    raise ValueError(f"unknown optimizer {cfg['optimizer']!r}")
+
+
+def make_scheduler(opt, cfg: dict):
+    import torch
+
+    if cfg["scheduler"] == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(int(cfg["epochs"]), 1))
+    if cfg["scheduler"] == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=cfg["plateau_factor"],
+                                                          patience=cfg["plateau_patience"])
+    if cfg["scheduler"] == "none":
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda _e: 1.0)
+    raise ValueError(f"unknown scheduler {cfg['scheduler']!r}")
+
+
+def class_weight_vector(y: np.ndarray, n_classes: int) -> np.ndarray:
+    """Inverse-frequency weights from the training labels (mean 1 over present classes; absent → 1)."""
+    counts = np.bincount(y.astype(np.int64), minlength=n_classes).astype(float)
+    present = counts > 0
+    w = np.ones(n_classes)
+    w[present] = counts[present].sum() / (present.sum() * counts[present])
+    return w
+
+
+def make_criterion(job: TrainJob, cfg: dict, data: TrainData, device):
+    import torch
+
+    if data.kind == "regression":
+        return torch.nn.L1Loss()
+    if data.kind == "joint":
+        from rhosym.hierarchy import JointLoss
+
+        return JointLoss(device, cfg["label_smoothing"])
+    weight = None
+    if cfg["class_weights"]:
+        w = class_weight_vector(np.asarray(data.items["train"].y), TASKS[job.task].n_out)
+        weight = torch.as_tensor(w, dtype=torch.float32, device=device)
+    return torch.nn.CrossEntropyLoss(weight=weight, label_smoothing=float(cfg["label_smoothing"]))
+
+
+def metric(out, y, kind: str, y_std: float) -> float:
+    """Validation metric: MAE in physical units (regression), accuracy (classification), mean of the
+    three accuracies (joint)."""
+    if len(y) == 0:
+        return float("nan")
+    if kind == "regression":
+        return float((out - y).abs().mean()) * y_std
+    if kind == "joint":
+        from rhosym.hierarchy import index_maps, marginal_probabilities
+
+        prob = np.asarray(out.softmax(1).double())
+        yy = np.asarray(y)
+        accs = [float((marginal_probabilities(prob, t).argmax(1) == m[yy]).mean()) for t, m in index_maps().items()]
+        return float(np.mean(accs))
+    return float((out.argmax(1) == y).float().mean())
+
+
+def better(a: float, b: float | None, regression: bool) -> bool:
+    if b is None or not np.isfinite(b):
+        return np.isfinite(a)
+    return a < b if regression else a > b
 
 
 def evaluate(model, loader, device, cfg: dict, regression: bool, criterion=None):
@@ -212,8 +273,8 @@ def evaluate(model, loader, device, cfg: dict, regression: bool, criterion=None)
     with torch.no_grad():
         for batch, y, bid in loader:
             batch, y = to_device(batch, device), y.to(device)
-            with _autocast(device, cfg):
-                out = _outputs(model, batch, regression)
+            with autocast(device, cfg):
+                out = forward(model, batch, regression)
             if criterion is not None:
                 loss_sum += float(criterion(out, y)) * len(y)
             n += len(y)
@@ -225,183 +286,96 @@ def evaluate(model, loader, device, cfg: dict, regression: bool, criterion=None)
     return (loss_sum / max(n, 1) if criterion is not None else float("nan")), torch.cat(outs), torch.cat(ys), ids
 
 
-def _metric(out, y, regression: bool, y_std: float) -> float:
-    if len(y) == 0:
-        return float("nan")
-    if regression:
-        return float((out - y).abs().mean()) * y_std
-    return float((out.argmax(1) == y).float().mean())
+def resume_key(meta: C.CheckpointMeta, ids: dict, pretrained_key: str = "") -> str:
+    """Fingerprint of what a resumed run must share with the killed one: the experiment, the model and
+    training settings (except length and job resources), the input store's settings, the split ids and
+    the pretrained checkpoint."""
+    from rhosym.settings import RESUME_FREE_KEYS
+
+    train_cfg = {k: v for k, v in meta.train_config.items() if k not in RESUME_FREE_KEYS}
+    key = {k: getattr(meta, k) for k in ("model", "model_cfg", "task", "features", "points", "input", "n_out",
+                                          "input_store", "seed")}
+    key.update(train=train_cfg, ids=ids, pretrained=pretrained_key)
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _better(a: float, b: float | None, regression: bool) -> bool:
-    if b is None or not np.isfinite(b):
-        return np.isfinite(a)
-    return a < b if regression else a > b
+@dataclass
+class LoopState:
+    epoch: int = 0  # last finished epoch
+    history: list = field(default_factory=list)
+    best_metric: float | None = None
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    stopped_early: bool = False
+    best_state_dict: dict | None = None
 
 
-def class_weight_vector(y: np.ndarray, n_classes: int) -> np.ndarray:
-    """Inverse-frequency weights from the training labels (mean 1 over present classes; absent → 1)."""
-    counts = np.bincount(y.astype(np.int64), minlength=n_classes).astype(float)
-    present = counts > 0
-    w = np.ones(n_classes)
-    w[present] = counts[present].sum() / (present.sum() * counts[present])
-    return w
-
-
-def prepare_data(model_name: str, task: str, features: int, stores, manifest, split, cfg: dict, seed: int,
-                 registry):
-    """Train and val datasets, label maps, normalization and target scaling (all from TRAIN only)."""
-    input_kind = registry.INPUT_KIND[model_name]
-    regression = L.is_regression(task)
-    manifest = _read_table(manifest)
-    split = _read_table(split)
-    labels = L.encode_labels(manifest, task)
-    ids = {s: split.loc[split["split"] == s, "id"].astype(str).tolist() for s in ("train", "val")}
-    index = L.index_stores(list(stores), input_kind)
-    items = {s: L.build_items(ids[s], labels, list(stores), input_kind, name=s, index=index)
-             for s in ("train", "val")}
-    if len(items["train"]) == 0:
-        raise ValueError(f"no training structures for {model_name}/{task}: every one is missing from the "
-                         f"stores or has no label ({items['train'].skipped})")
-    target = None
-    if regression:
-        yt = np.asarray(items["train"].y)
-        target = {"mean": float(yt.mean()), "std": float(yt.std()) if yt.std() > 0 else 1.0}
-    datasets = {s: L.StoreDataset(items[s], input_kind, features, seed=seed) for s in items}
-    norm = None
-    if input_kind == "density":
-        norm = L.density_stats(datasets["train"], cfg["norm_max_structures"], seed)
-        for d in datasets.values():
-            d.norm = norm
-    first = datasets["train"][0]["sample"]
-    if input_kind == "density":
-        in_features = int(features)
-    elif input_kind == "xrd":
-        in_features = 1
-    else:
-        in_features = int(first["atom_fea"].shape[1])
-    return {
-        "input_kind": input_kind, "regression": regression, "items": items, "datasets": datasets,
-        "norm": norm, "target": target, "in_features": in_features,
-    }
-
-
-def train_model(model_name: str, task: str, input_name: str, features: int, stores, manifest, split,
-                out_dir: str | Path, cfg: dict | None = None, seed: int = 0, dataset: str = "",
-                registry=None) -> dict:
-    """Train one (model, task, input, features) experiment; returns a summary dict.
-
-    ``stores``: the per-shard stores of the model's input; ``manifest``/``split``: paths or DataFrames.
-    Writes ``checkpoint.pt``, ``last.pt`` and ``history.csv`` under ``out_dir``.
-    """
+def resume_state(job: TrainJob, meta: C.CheckpointMeta, model, opt, sched, scaler) -> LoopState:
+    """The loop state from ``last.pt`` when it was made with the same settings, inputs and split."""
     import torch
 
-    registry = get_registry(registry)
-    cfg = resolve_config(cfg, model_name)
-    seed = int(cfg["seed"] if cfg.get("seed") is not None else seed)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    device = pick_device(cfg["device"])
-    seed_everything(seed)
-    stores = [str(s) for s in stores]
-    data = prepare_data(model_name, task, features, stores, manifest, split, cfg, seed, registry)
-    regression, input_kind = data["regression"], data["input_kind"]
-    n_out = L.n_outputs(task)
-    target = data["target"] or {"mean": 0.0, "std": 1.0}
-    collate = L.Collate(registry.collate, model_name, regression, target["mean"], target["std"])
-    loaders = {}
-    for s, shuffle in (("train", True), ("val", False)):
-        loaders[s] = make_loader(data["datasets"][s], data["items"][s].size, collate, cfg, shuffle, seed, device)
+    last = Path(job.out_dir) / "last.pt"
+    if not (job.resume and last.exists()):
+        return LoopState()
+    try:
+        state = C.load(last)
+    except C.CheckpointError as exc:
+        log.warning("%s not usable (%s); training from scratch", last, exc)
+        return LoopState()
+    t = state["training"] or {}
+    if state["meta"].resume_key != meta.resume_key or not t:
+        log.warning("%s was made with other settings, inputs or split; training from scratch", last)
+        return LoopState()
+    model.load_state_dict(state["state_dict"])
+    opt.load_state_dict(t["optimizer"])
+    try:
+        sched.load_state_dict(t["scheduler"])
+    except Exception as exc:  # noqa: BLE001 - a different scheduler asked for on resume
+        log.warning("scheduler state not restored (%s)", exc)
+    if t.get("scaler"):
+        scaler.load_state_dict(t["scaler"])
+    if t.get("torch_rng") is not None:
+        torch.set_rng_state(t["torch_rng"].cpu())
+    st = LoopState(int(t["epoch"]), list(t["history"]), t.get("best_metric"), int(t.get("best_epoch", 0)),
+                   int(t.get("bad_epochs", 0)), bool(t.get("stopped_early", False)), t.get("best_state_dict"))
+    log.info("resuming from %s after epoch %d (best %s at epoch %d)", last, st.epoch, st.best_metric, st.best_epoch)
+    return st
 
-    model = registry.build_model(model_name, n_out, regression, data["in_features"], cfg["model"]).to(device)
-    n_params = sum(p.numel() for p in model.parameters())
-    if cfg["optimizer"] == "adamw":
-        opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
-    elif cfg["optimizer"] == "adam":
-        opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
-    else:
-        raise ValueError(f"unknown optimizer {cfg['optimizer']!r}")
-    epochs = int(cfg["epochs"])
-    if cfg["scheduler"] == "cosine":
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(epochs, 1))
-    elif cfg["scheduler"] == "plateau":
-        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=cfg["plateau_factor"],
-                                                           patience=cfg["plateau_patience"])
-    else:
-        raise ValueError(f"unknown scheduler {cfg['scheduler']!r}")
-    use_amp = bool(cfg["amp"]) and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and cfg["amp_dtype"] != "bf16")
-    if regression:
-        criterion = torch.nn.L1Loss()
-    else:
-        weight = None
-        if cfg["class_weights"]:
-            w = class_weight_vector(np.asarray(data["items"]["train"].y), n_out)
-            weight = torch.as_tensor(w, dtype=torch.float32, device=device)
-        criterion = torch.nn.CrossEntropyLoss(weight=weight, label_smoothing=float(cfg["label_smoothing"]))
 
-    meta = {
-        "format": CHECKPOINT_FORMAT,
-        "dataset": dataset,
-        "model": model_name,
-        "model_cfg": cfg["model"],
-        "task": task,
-        "regression": regression,
-        "n_out": n_out,
-        "label_values": L.label_values(task),
-        "input": input_name,
-        "input_kind": input_kind,
-        "features": int(features),
-        "in_features": data["in_features"],
-        "input_store": L.store_meta(stores[0]) if stores else {},
-        "norm": data["norm"],
-        "target": data["target"],
-        "train_config": cfg,
-        "seed": seed,
-        "n_train": len(data["items"]["train"]),
-        "n_val": len(data["items"]["val"]),
-        "skipped": {s: data["items"][s].skipped for s in data["items"]},
-    }
-    meta["resume_key"] = resume_key(meta, {s: list(data["items"][s].ids) for s in ("train", "val")})
-    history: list[dict] = []
-    start_epoch, best, best_epoch, bad_epochs, stopped = 1, None, 0, 0, False
-    last_path, ckpt_path, hist_path = out_dir / "last.pt", out_dir / "checkpoint.pt", out_dir / "history.csv"
-    if cfg["resume"] and last_path.exists():
-        state = torch.load(last_path, map_location=device, weights_only=False)
-        same = state.get("resume_key") == meta["resume_key"]
-        if same:
-            model.load_state_dict(state["state_dict"])
-            opt.load_state_dict(state["optimizer"])
-            try:
-                sched.load_state_dict(state["scheduler"])
-            except Exception as exc:  # a different scheduler asked for on resume
-                log.warning("scheduler state not restored (%s)", exc)
-            if state.get("scaler"):
-                scaler.load_state_dict(state["scaler"])
-            if state.get("torch_rng") is not None:
-                torch.set_rng_state(state["torch_rng"].cpu())
-            history = list(state["history"])
-            start_epoch = int(state["epoch"]) + 1
-            best, best_epoch = state.get("best_metric"), int(state.get("best_epoch", 0))
-            bad_epochs, stopped = int(state.get("bad_epochs", 0)), bool(state.get("stopped_early", False))
-            log.info("resuming from %s after epoch %d (best %s at epoch %d)", last_path, start_epoch - 1,
-                     best, best_epoch)
-        else:
-            log.warning("%s was made with other settings, inputs or split; training from scratch", last_path)
-    if meta["n_val"] == 0:
-        log.warning("no validation structures: the checkpoint is the last epoch and early stopping is off")
-    log.info("%s/%s (%s, f%d) on %s: %d train, %d val, %d parameters, epochs %d..%d",
-             model_name, task, input_name, features, device, meta["n_train"], meta["n_val"], n_params,
-             start_epoch, epochs)
+def _plain(row: dict) -> dict:
+    return {k: (float(v) if isinstance(v, float | np.floating) else int(v) if isinstance(v, np.integer) else v)
+            for k, v in row.items()}
 
-    def snapshot(epoch: int) -> dict:
-        return {**meta, "state_dict": model.state_dict(), "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(), "scaler": scaler.state_dict() if scaler.is_enabled() else None,
-                "epoch": epoch, "history": history, "best_metric": best, "best_epoch": best_epoch,
-                "bad_epochs": bad_epochs, "stopped_early": stopped, "torch_rng": torch.get_rng_state()}
 
-    for epoch in range(start_epoch, epochs + 1):
-        if stopped:
+def _save(job: TrainJob, meta: C.CheckpointMeta, model, opt, sched, scaler, st: LoopState, best: bool) -> None:
+    import copy
+
+    import torch
+
+    out = Path(job.out_dir)
+    meta.best_epoch, meta.best_metric, meta.epochs_run = st.best_epoch, st.best_metric, len(st.history)
+    weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    if best:
+        st.best_state_dict = copy.deepcopy(weights)
+        C.save(out / "checkpoint.pt", meta, weights)
+    training = {"epoch": st.epoch, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                "scaler": scaler.state_dict() if scaler.is_enabled() else None, "torch_rng": torch.get_rng_state(),
+                "history": [_plain(h) for h in st.history], "best_metric": st.best_metric,
+                "best_epoch": st.best_epoch, "bad_epochs": st.bad_epochs, "stopped_early": st.stopped_early,
+                "best_state_dict": st.best_state_dict}
+    C.save(out / "last.pt", meta, weights, training)
+    atomic_csv(pd.DataFrame(st.history, columns=HISTORY_COLUMNS), out / "history.csv")
+
+
+def run_epochs(job, cfg, data, model, loaders, opt, sched, scaler, criterion, device, meta, st: LoopState) -> LoopState:
+    """Train until ``epochs`` or early stopping (VALIDATION metric), saving after every epoch."""
+    import torch
+
+    regression = data.regression
+    y_std = (data.target or {"std": 1.0})["std"]
+    accumulate = max(1, int(cfg.get("accumulate", 1)))
+    for epoch in range(st.epoch + 1, int(cfg["epochs"]) + 1):
+        if st.stopped_early:
             break
         t0 = time.time()
         if device.type == "cuda":
@@ -409,70 +383,138 @@ def train_model(model_name: str, task: str, input_name: str, features: int, stor
         model.train()
         train_loader, train_sampler = loaders["train"]
         train_sampler.set_epoch(epoch)
+        data.datasets["train"].set_epoch(epoch)
         lr = opt.param_groups[0]["lr"]
         loss_sum, n_seen = 0.0, 0
-        for batch, y, _ in progress(train_loader, desc=f"epoch {epoch}"):
+        opt.zero_grad(set_to_none=True)
+        n_batches = len(train_sampler)
+        for step, (batch, y, _) in enumerate(progress(train_loader, desc=f"epoch {epoch}", total=n_batches), 1):
             batch, y = to_device(batch, device), y.to(device)
-            opt.zero_grad(set_to_none=True)
-            with _autocast(device, cfg):
-                out = _outputs(model, batch, regression)
+            with autocast(device, cfg):
+                out = forward(model, batch, regression)
             loss = criterion(out, y)
-            scaler.scale(loss).backward()
-            if cfg["grad_clip"]:
-                scaler.unscale_(opt)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), float(cfg["grad_clip"]))
-            scaler.step(opt)
-            scaler.update()
+            scaler.scale(loss / accumulate).backward()
+            if step % accumulate == 0 or step == n_batches:
+                if cfg["grad_clip"]:
+                    scaler.unscale_(opt)
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), float(cfg["grad_clip"]))
+                scaler.step(opt)
+                scaler.update()
+                opt.zero_grad(set_to_none=True)
             loss_sum += float(loss.detach()) * len(y)
             n_seen += len(y)
         train_seconds = time.time() - t0
         val_loss, out, yv, _ = evaluate(model, loaders["val"][0], device, cfg, regression, criterion)
-        val_metric = _metric(out, yv, regression, target["std"])
+        val_metric = metric(out, yv, data.kind, y_std)
         if cfg["scheduler"] == "plateau":
             sched.step(val_loss if np.isfinite(val_loss) else loss_sum / max(n_seen, 1))
         else:
             sched.step()
-        row = {
-            "epoch": epoch, "train_loss": loss_sum / max(n_seen, 1), "val_loss": val_loss,
-            "val_metric": val_metric, "metric": "mae" if regression else "accuracy", "lr": lr,
-            "seconds": time.time() - t0, "samples_per_s": n_seen / max(train_seconds, 1e-9),
-            "peak_mem_mb": peak_memory_mb(device),
-        }
-        history.append(row)
-        improved = _better(val_metric, best, regression) or (best is None and not np.isfinite(val_metric))
+        row = {"epoch": epoch, "train_loss": loss_sum / max(n_seen, 1), "val_loss": val_loss,
+               "val_metric": val_metric, "metric": "mae" if regression else "accuracy", "lr": lr,
+               "seconds": time.time() - t0, "samples_per_s": n_seen / max(train_seconds, 1e-9),
+               "peak_mem_mb": peak_memory_mb(device)}
+        st.history.append(row)
+        st.epoch = epoch
+        improved = better(val_metric, st.best_metric, regression) or (st.best_epoch == 0 and not np.isfinite(val_metric))
         if improved:
-            best, best_epoch, bad_epochs = (val_metric if np.isfinite(val_metric) else None), epoch, 0
+            st.best_metric = float(val_metric) if np.isfinite(val_metric) else None
+            st.best_epoch, st.bad_epochs = epoch, 0
         else:
-            bad_epochs += 1
-        if cfg["patience"] and bad_epochs >= int(cfg["patience"]):
-            stopped = True
-            log.info("early stop after epoch %d: no better val %s for %d epochs", epoch, row["metric"],
-                     bad_epochs)
+            st.bad_epochs += 1
+        if cfg["patience"] and st.bad_epochs >= int(cfg["patience"]):
+            st.stopped_early = True
+            log.info("early stop after epoch %d: no better val %s for %d epochs", epoch, row["metric"], st.bad_epochs)
         log.info("epoch %d: train loss %.4f, val loss %.4f, val %s %.4f, lr %.2e, %.1f s, %.1f samples/s, "
-                 "peak %.0f MB", epoch, row["train_loss"], val_loss, row["metric"], val_metric, lr,
-                 row["seconds"], row["samples_per_s"], row["peak_mem_mb"])
-        snap = snapshot(epoch)
-        if improved:
-            atomic_torch_save(snap, ckpt_path)
-        atomic_torch_save(snap, last_path)
-        atomic_csv(pd.DataFrame(history, columns=HISTORY_COLUMNS), hist_path)
+                 "peak %.0f MB", epoch, row["train_loss"], val_loss, row["metric"], val_metric, lr, row["seconds"],
+                 row["samples_per_s"], row["peak_mem_mb"])
+        _save(job, meta, model, opt, sched, scaler, st, improved)
+    return st
 
-    if not ckpt_path.exists():  # e.g. resumed with nothing left to do and the best file removed
-        atomic_torch_save(snapshot(start_epoch - 1), ckpt_path)
-    if not hist_path.exists():
-        atomic_csv(pd.DataFrame(history, columns=HISTORY_COLUMNS), hist_path)
-    summary = {"best_epoch": best_epoch, "best_metric": best, "epochs_run": len(history),
-               "stopped_early": stopped, "n_train": meta["n_train"], "n_val": meta["n_val"]}
-    log.info("done: best val %s %s at epoch %d", "mae" if regression else "accuracy", best, best_epoch)
+
+def finish(job: TrainJob, meta: C.CheckpointMeta, st: LoopState) -> None:
+    """Make sure checkpoint.pt (the validation-best weights) and history.csv exist after a rerun that had
+    nothing left to train (Snakemake removes the outputs of a job before running it)."""
+    out = Path(job.out_dir)
+    if not (out / "checkpoint.pt").exists():
+        if st.best_state_dict is None:
+            raise RuntimeError(f"{out}: no validation-best weights to write (last.pt lacks them)")
+        meta.best_epoch, meta.best_metric, meta.epochs_run = st.best_epoch, st.best_metric, len(st.history)
+        C.save(out / "checkpoint.pt", meta, st.best_state_dict)
+        log.info("checkpoint.pt rewritten from last.pt: the validation-best epoch %d", st.best_epoch)
+    if not (out / "history.csv").exists():
+        atomic_csv(pd.DataFrame(st.history, columns=HISTORY_COLUMNS), out / "history.csv")
+
+
+def train(job: TrainJob) -> dict:
+    """Train one experiment; returns a summary dict (module docstring)."""
+    import torch
+
+    from rhosym import __version__
+
+    if job.threads:
+        torch.set_num_threads(int(job.threads))
+    cfg = resolve_cfg(job.model, job.task, job.cfg)
+    Path(job.out_dir).mkdir(parents=True, exist_ok=True)
+    device = pick_device(job.device)
+    seed_everything(job.seed)
+    job.stores = [str(s) for s in job.stores]
+    pretrained = C.load(job.pretrained) if job.pretrained else None
+    data = prepare_data(job, cfg, pretrained)
+    reg = _registry(job)
+    target = data.target or {"mean": 0.0, "std": 1.0}
+    collate = L.Collate(reg.collate, job.model, data.regression, target["mean"], target["std"])
+    loaders = {s: make_loader(data.datasets[s], data.items[s].size, collate, cfg, s == "train", job.seed, device,
+                              job.num_workers) for s in ("train", "val")}
+    model = build_network(job, cfg, data, device, pretrained)
+    opt = make_optimizer(model, cfg)
+    sched = make_scheduler(opt, cfg)
+    use_amp = bool(cfg["amp"]) and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and cfg["amp_dtype"] != "bf16")
+    criterion = make_criterion(job, cfg, data, device)
+    meta = C.CheckpointMeta(
+        dataset=job.dataset, model=job.model, task=job.task, regression=data.regression,
+        n_out=TASKS[job.task].n_out, label_values=L.label_values(job.task), input=job.input,
+        input_kind=data.input_kind, features=int(job.features), in_features=data.in_features,
+        model_cfg=cfg["model"], answers=list(TASKS[job.task].answers or (job.task,)), points=int(job.points),
+        split=job.split_rule, seed=int(job.seed), pretrained=job.pretrained_from,
+        input_store=L.store_meta(job.stores[0]) if job.stores else {}, provenance=dict(job.provenance),
+        norm=data.norm, target=data.target,
+        train_config=cfg, n_train=len(data.items["train"]), n_val=len(data.items["val"]),
+        skipped={s: data.items[s].skipped for s in data.items}, rhosym_version=__version__)
+    meta.resume_key = resume_key(meta, {s: list(data.items[s].ids) for s in ("train", "val")},
+                                 pretrained["meta"].resume_key if pretrained else "")
+    st = resume_state(job, meta, model, opt, sched, scaler)
+    if meta.n_val == 0:
+        log.warning("no validation structures: the checkpoint is the last epoch and early stopping is off")
+    n_params = sum(p.numel() for p in model.parameters())
+    log.info("%s/%s (%s, f%d%s) on %s: %d train, %d val, %d parameters, epochs %d..%d", job.model, job.task,
+             job.input, job.features, f", {job.points} points" if job.points else "", device, meta.n_train,
+             meta.n_val, n_params, st.epoch + 1, cfg["epochs"])
+    st = run_epochs(job, cfg, data, model, loaders, opt, sched, scaler, criterion, device, meta, st)
+    finish(job, meta, st)
+    summary = {"best_epoch": st.best_epoch, "best_metric": st.best_metric, "epochs_run": len(st.history),
+               "stopped_early": st.stopped_early, "n_train": meta.n_train, "n_val": meta.n_val}
+    log.info("done: best val %s %s at epoch %d", "mae" if data.regression else "accuracy", st.best_metric,
+             st.best_epoch)
     return summary
 
 
-def run_train_rule(model_name: str, task: str, input_name: str, features: int, stores, manifest: str,
-                   split: str, checkpoint: str, cfg: dict, seed: int, dataset: str, threads: int = 0) -> dict:
-    """The ``train_model`` rule: train into the folder of ``checkpoint`` with ``threads`` torch threads."""
-    if threads:
-        import torch
+def run_train_rule(smk) -> dict:
+    """The ``train_model`` rule (``smk``: the ``snakemake`` object of the script); resources are read from
+    the config, not from params, so that changing them never reruns a job."""
+    from rhosym import layout
+    from rhosym.settings import parse_config
 
-        torch.set_num_threads(int(threads))
-    return train_model(model_name, task, input_name, int(features), list(stores), manifest, split,
-                       Path(checkpoint).parent, cfg, seed, dataset)
+    w = smk.wildcards
+    v = layout.parse_variant(w.variant)
+    cfg = parse_config(dict(smk.config))
+    job = TrainJob(
+        model=w.model, task=w.task, input=v["input"], features=v["features"], points=v["points"],
+        stores=list(smk.input.stores), manifest=smk.input.manifest, split=smk.input.split,
+        out_dir=Path(smk.output.checkpoint).parent, cfg=dict(smk.params.train), seed=v["seed"], dataset=w.ds,
+        split_rule=v["split"], pretrained=(list(smk.input.pretrained) or [None])[0], pretrained_from=v["pretrained"],
+        provenance=dict(smk.params.provenance),
+        device=cfg.train_resource(w.model, "device"), num_workers=cfg.train_resource(w.model, "num_workers"),
+        threads=int(smk.threads), resume=cfg.train.resume, cache_mb=cfg.train_resource(w.model, "cache_mb"))
+    return train(job)

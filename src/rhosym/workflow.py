@@ -1,6 +1,8 @@
-"""Helpers the Snakemake rules call at DAG-build time: data sets, shards, experiments, paths.
+"""What the Snakemake rules need at DAG-build time: experiments, shards, inputs of each rule, targets.
 
-Kept in the package (not in ``common.smk``) so that tests exercise them directly.
+Everything derives from the typed settings (:mod:`rhosym.settings`), the registry (:mod:`rhosym.registry`)
+and the layout (:mod:`rhosym.layout`); kept in the package (not in ``common.smk``) so that tests
+exercise it directly. Light: no numpy, pandas or torch.
 """
 
 from __future__ import annotations
@@ -9,88 +11,249 @@ import itertools
 import warnings
 from dataclasses import dataclass
 
-from rhosym.shards import list_shards
-
-DENSITY_MODELS = ("sparse_cnn", "pointnet")
-GRAPH_MODELS = ("cgcnn", "cogn")
-XRD_MODELS = ("xrd_fcn",)
-MODELS = DENSITY_MODELS + XRD_MODELS + GRAPH_MODELS
-CLASS_TASKS = ("crystal_system", "extinction_group", "space_group")
-REGRESSION_TASKS = ("band_gap", "formation_energy")
-TASKS = CLASS_TASKS + REGRESSION_TASKS
+from rhosym import layout as L
+from rhosym import registry as R
+from rhosym.shards import list_shards, shard_inputs, shard_units
 
 
 @dataclass(frozen=True)
 class Experiment:
+    """One training run: a model on a task of a data set, with an input, a split rule and a seed."""
+
     dataset: str
     model: str
     task: str
-    input: str  # random | grid (density models), xrd, graph
-    features: int
+    input: str
+    features: int = 1
+    points: int = 0
+    split: str = "formula"
+    seed: int = 0
+    pretrained: str | None = None  # fine-tuned from this data set's checkpoint
+    robust: bool = False  # trained with the robustness augmentations too
 
     @property
-    def tag(self) -> str:
-        return f"{self.input}-f{self.features}"
+    def variant(self) -> str:
+        return L.variant(self.input, self.features, self.split, self.seed, self.points, self.pretrained,
+                         robust=self.robust)
+
+    @property
+    def group(self) -> str:
+        return L.group_of(self.variant)
 
     @property
     def path(self) -> str:
-        """Relative to the data set's results folder."""
-        return f"{self.model}/{self.task}/{self.tag}"
+        """``{model}/{task}/{variant}``, relative to the data set's models/ or predictions/ folder."""
+        return f"{self.model}/{self.task}/{self.variant}"
 
     @property
     def key(self) -> str:
         return f"{self.dataset}/{self.path}"
 
-
-def model_input(model: str, sampling: str) -> str:
-    if model in DENSITY_MODELS:
-        return sampling
-    if model in XRD_MODELS:
-        return "xrd"
-    if model in GRAPH_MODELS:
-        return "graph"
-    raise ValueError(f"unknown model {model!r}; expected one of {', '.join(MODELS)}")
+    @property
+    def answers(self) -> tuple[str, ...]:
+        return R.answers_of(self.task)
 
 
-def expand_experiments(config: dict) -> list[Experiment]:
-    """Every (data set, model, task, input, features) the ``experiments:`` section asks for.
+@dataclass(frozen=True)
+class Transfer:
+    """Predictions of a trained experiment on another data set's test split (zero-shot)."""
 
-    Feature sets other than 1 apply to the density models only; the others read one input.
-    Duplicates are removed; order is stable.
+    experiment: Experiment
+    target: str
+    target_split: str
+
+    @property
+    def variant(self) -> str:
+        e = self.experiment
+        return L.variant(e.input, e.features, self.target_split, e.seed, e.points, None, source=e.dataset,
+                         robust=e.robust)
+
+
+def expand_block(cfg, block) -> list[Experiment]:
+    """The experiments of one ``experiments:`` block, in a stable order.
+
+    Feature sets other than 1 and ``points`` apply to density models only; the others read one input.
     """
     out: dict[Experiment, None] = {}
-    for block in config.get("experiments") or []:
-        datasets = block.get("datasets") or list(config["datasets"])
-        for ds, model, task, feats, sampling in itertools.product(
-            datasets, block["models"], block["tasks"], block.get("features", [1]), block.get("sampling", ["grid"])
-        ):
-            if ds not in config["datasets"]:
-                raise ValueError(f"experiments name data set {ds!r}, which is not under datasets:")
-            if model not in DENSITY_MODELS and feats != 1:
-                feats = 1
-            out[Experiment(ds, model, task, model_input(model, sampling), int(feats))] = None
+    datasets = block.datasets or list(cfg.datasets)
+    for ds, model, task, feats, sampling, points in itertools.product(
+            datasets, block.models, block.tasks, block.features, block.sampling, block.points):
+        spec = R.MODELS[model]
+        density = spec.input_kind == "density"
+        for split in block.splits or [cfg.primary_split(ds)]:
+            for seed in cfg.seeds_of(block):
+                e = Experiment(ds, model, task, spec.input_for(sampling), int(feats) if density else 1,
+                               int(points) if density else 0, split, int(seed), block.pretrained, block.robust)
+                out[e] = None
     return list(out)
 
 
-def dataset_shards(config: dict, ds: str) -> list[str]:
+def expand_experiments(cfg) -> list[Experiment]:
+    """Every experiment the ``experiments:`` section asks for (duplicates removed; order stable)."""
+    return list(dict.fromkeys(e for block in cfg.experiments for e in expand_block(cfg, block)))
+
+
+def pretrained_source(cfg, e: Experiment) -> Experiment | None:
+    """The experiment whose checkpoint initializes ``e`` (fine-tuning), on its data set's primary split."""
+    if not e.pretrained:
+        return None
+    return Experiment(e.pretrained, e.model, e.task, e.input, e.features, e.points,
+                      cfg.primary_split(e.pretrained), e.seed, None, e.robust)
+
+
+def expand_transfers(cfg) -> list[Transfer]:
+    """Zero-shot predictions asked for by ``experiments[].transfer_to``."""
+    out: dict[Transfer, None] = {}
+    for block in cfg.experiments:
+        for e in expand_block(cfg, block) if block.transfer_to else []:
+            for target in block.transfer_to:
+                out[Transfer(e, target, cfg.primary_split(target))] = None
+    return list(out)
+
+
+def dataset_shards(cfg, ds: str) -> list[str]:
     """Shard names of ``ds``. A missing ``mp_chgcar`` folder has none yet (a warning says to run its
     ``download_mp_<ds>`` target first), so that the download target can be built; any other missing
     input is an error."""
-    cfg = config["datasets"][ds]
+    d = cfg.datasets[ds]
     try:
-        return list_shards(cfg, int(config["shard_size"]))
+        return list_shards(d, cfg.shard_size)
     except FileNotFoundError:
-        if cfg["kind"] != "mp_chgcar":
+        if d.kind != "mp_chgcar":
             raise
-        warnings.warn(f"data set {ds!r}: {cfg.get('path')!r} does not exist yet; "
-                      f"run `snakemake download_mp_{ds}` first", stacklevel=2)
+        warnings.warn(f"data set {ds!r}: {d.path!r} does not exist yet; run `snakemake download_mp_{ds}` first",
+                      stacklevel=2)
         return []
 
 
-def sample_methods_needed(config: dict, ds: str) -> list[str]:
-    """Down-sampling methods some experiment of ``ds`` reads, plus ``sample.methods``."""
-    methods = dict.fromkeys(config.get("sample", {}).get("methods", []))
-    for e in expand_experiments(config):
-        if e.dataset == ds and e.model in DENSITY_MODELS:
+def ingest_inputs(cfg, ds: str, shard: str) -> list[str]:
+    return shard_inputs(cfg.datasets[ds], shard, cfg.shard_size)
+
+
+def ingest_units(cfg, ds: str, shard: str) -> list[list]:
+    """The units of one ingest shard as ``[key, ref]`` pairs (the ``params`` of ingest_shard)."""
+    return [[u.key, list(u.ref) if isinstance(u.ref, tuple) else u.ref]
+            for u in shard_units(cfg.datasets[ds], shard, cfg.shard_size)]
+
+
+def sample_methods_needed(cfg, ds: str, experiments: list[Experiment] | None = None) -> list[str]:
+    """Down-sampling methods some experiment (or transfer) of ``ds`` reads, plus ``sample.methods``."""
+    experiments = expand_experiments(cfg) if experiments is None else experiments
+    methods = dict.fromkeys(cfg.sample.methods)
+    for e in experiments:
+        if e.dataset == ds and R.INPUTS[e.input].kind == "density":
             methods[e.input] = None
+    for t in expand_transfers(cfg):
+        if t.target == ds and R.INPUTS[t.experiment.input].kind == "density":
+            methods[t.experiment.input] = None
     return list(methods)
+
+
+def graph_kinds_needed(cfg, ds: str, experiments: list[Experiment] | None = None) -> list[str]:
+    experiments = expand_experiments(cfg) if experiments is None else experiments
+    kinds = dict.fromkeys(cfg.graphs.kinds)
+    for e in experiments:
+        if e.dataset == ds and e.input in R.GRAPH_KINDS:
+            kinds[e.input] = None
+    return list(kinds)
+
+
+def splits_needed(cfg, ds: str, experiments: list[Experiment] | None = None) -> list[str]:
+    """Split rules of ``ds``: its primary one and any an experiment or transfer uses."""
+    experiments = expand_experiments(cfg) if experiments is None else experiments
+    rules = dict.fromkeys([cfg.primary_split(ds)])
+    for e in experiments:
+        if e.dataset == ds:
+            rules[e.split] = None
+    return list(rules)
+
+
+def store_paths(cfg, ds: str, input_name: str, shards: list[str]) -> list[str]:
+    """The per-shard stores of an input (for a data set)."""
+    pat = R.INPUTS[input_name].store
+    return [L.path(cfg.results, L.STORE, ds=ds, store=pat.format(shard=s)) for s in shards]
+
+
+def model_input_name(model: str) -> str:
+    return R.MODELS[model].inputs[0]
+
+
+__all__ = ["Experiment", "Transfer", "expand_block", "expand_experiments", "expand_transfers", "pretrained_source",
+           "dataset_shards", "ingest_inputs", "ingest_units", "sample_methods_needed", "graph_kinds_needed",
+           "splits_needed", "store_paths", "model_input_name"]
+
+
+# ------------------------------------------------------------------------------------------- evaluation
+def sweep_experiments(cfg, experiments: list[Experiment]) -> list[Experiment]:
+    """Experiments the figS8_sweep points sweep re-runs: density classifiers named in ``figures:``."""
+    f = cfg.figures
+    if not f.points_sweep:
+        return []
+    return [e for e in experiments if e.model in f.points_sweep_models and e.task in f.points_sweep_tasks
+            and not e.points]
+
+
+def _has_class_answer(task: str) -> bool:
+    return any(a in R.CLASS_TASKS for a in R.answers_of(task))
+
+
+def figure_datasets(cfg, which: str, experiments: list[Experiment], transfers: list[Transfer]) -> list[str]:
+    """The data sets a figure input of kind ``which`` covers (rhosym.registry.FigureSpec)."""
+    trained = [(e.dataset, e) for e in experiments] + [(t.target, t.experiment) for t in transfers]
+    if which == "all":
+        keep = set(cfg.datasets)
+    elif which == "evaluated":
+        keep = {ds for ds, _ in trained}
+    elif which == "classification":
+        keep = {ds for ds, e in trained if _has_class_answer(e.task)}
+    elif which == "trained_sizes":
+        keep = {ds for ds, e in trained if e.points and _has_class_answer(e.task)}
+    elif which == "sweep":
+        keep = {e.dataset for e in sweep_experiments(cfg, experiments)}
+    elif which == "robust":
+        keep = set(robust_datasets(cfg, experiments))
+    else:
+        raise ValueError(f"unknown figure input kind {which!r}")
+    return [ds for ds in cfg.datasets if ds in keep]
+
+
+def figure_inputs(cfg, spec, experiments: list[Experiment], transfers: list[Transfer]) -> tuple[dict, list[str]]:
+    """``({input name: [paths]}, data sets)`` of a figure (:class:`rhosym.registry.FigureSpec`)."""
+    inputs: dict[str, list[str]] = {}
+    datasets: list[str] = []
+    for name, (rel, which) in spec.inputs.items():
+        if which == "experiments":
+            inputs[name] = [L.path(cfg.results, L.MODEL_DIR + "/" + rel, ds=e.dataset, model=e.model, task=e.task,
+                                   variant=e.variant) for e in experiments]
+            continue
+        datasets = figure_datasets(cfg, which, experiments, transfers)
+        inputs[name] = [f"{cfg.results}/{ds}/{rel}".replace("{split}", cfg.primary_split(ds)) for ds in datasets]
+    return inputs, datasets
+
+
+def figure_outputs(cfg, spec) -> dict[str, str]:
+    if spec.outputs == "tables":
+        return {k: L.path(cfg.results, L.TABLE, name=f) for k, f in R.TABLE_FILES.items()}
+    return {ext: L.path(cfg.results, L.FIGURE, name=spec.name, ext=ext) for ext in ("png", "pdf")}
+
+
+def robust_datasets(cfg, experiments: list[Experiment]) -> list[str]:
+    """Data sets the robustness evaluation covers: those with a trained model of robustness.models/tasks."""
+    r = cfg.robustness
+    have = {e.dataset for e in experiments if e.model in r.models and e.task in r.tasks and not e.points}
+    wanted = r.datasets if r.datasets is not None else list(cfg.datasets)
+    return [ds for ds in wanted if ds in have]
+
+
+def robust_experiments(cfg, experiments: list[Experiment]) -> list[Experiment]:
+    """Trained experiments the robustness evaluation runs (robustness.models / tasks / datasets)."""
+    keep = set(robust_datasets(cfg, experiments))
+    r = cfg.robustness
+    out = [e for e in experiments if e.dataset in keep and e.model in r.models and e.task in r.tasks
+           and not e.points and not e.pretrained]
+    if r.seeds is not None:
+        return [e for e in out if e.seed in r.seeds]
+    first = {}
+    for e in out:
+        first.setdefault((e.dataset, e.model, e.task, L.group_of(e.variant)), e.seed)
+    return [e for e in out if e.seed == first[(e.dataset, e.model, e.task, L.group_of(e.variant))]]

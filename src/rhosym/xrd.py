@@ -48,10 +48,11 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
+
+from rhosym.settings import XrdSettings
 
 log = logging.getLogger("rhosym.xrd")
 
@@ -62,42 +63,7 @@ _MERGE_RTOL = 1e-7
 _F2_RTOL = 1e-10  # sticks weaker than this fraction of the strongest are systematic absences
 
 
-@dataclass
-class XRDSettings:
-    """Parameters of the simulated patterns (config section ``xrd``; defaults documented there)."""
-
-    wavelengths: list = field(default_factory=lambda: [CU_KA1, CU_KA2])
-    wavelength_ratios: list = field(default_factory=lambda: [1.0, 0.5])
-    two_theta_min: float = 5.0
-    two_theta_max: float = 105.0
-    two_theta_step: float = 0.01
-    U: float = 0.02
-    V: float = -0.01
-    W: float = 0.01
-    eta: float = 0.5
-    window_fwhm: float = 20.0
-    min_fwhm: float = 0.01
-    b_iso: float = 0.0
-
-    @classmethod
-    def from_config(cls, cfg: dict | None) -> XRDSettings:
-        cfg = dict(cfg or {})
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in cfg.items() if k in names})
-
-    @property
-    def n_points(self) -> int:
-        return int(round((self.two_theta_max - self.two_theta_min) / self.two_theta_step)) + 1
-
-    @property
-    def two_theta(self) -> np.ndarray:
-        return self.two_theta_min + self.two_theta_step * np.arange(self.n_points)
-
-    def attrs(self) -> dict:
-        a = asdict(self)
-        a["n_points"] = self.n_points
-        a["scattering_factors"] = "pymatgen XRDCalculator (atomic_scattering_params.json), neutral atoms"
-        return a
+XRDSettings = XrdSettings  # the typed settings (rhosym.settings), defaults documented there
 
 
 # ----------------------------------------------------------------------------------- reflections

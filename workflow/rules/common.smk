@@ -1,37 +1,113 @@
-# Shared by all stages. Config validation (defaults from the schemas) and helper functions.
-import glob
-import os
+# Shared by all stages: the typed settings (a typo fails here, before any job), the experiments, the
+# shards, and the input functions of the rules (get_*). Logic lives in rhosym.workflow.
+from snakemake.exceptions import WorkflowError
 
-from snakemake.utils import validate
-
+from rhosym import layout as L
+from rhosym import registry as R
+from rhosym import settings as rs
 from rhosym import workflow as rw
 
-validate(config, workflow.source_path("../schemas/config.schema.yaml"))
-for _schema in sorted(glob.glob(os.path.join(workflow.basedir, "workflow/schemas/sections/*.schema.yaml"))):
-    _section = os.path.basename(_schema).split(".")[0]
-    if config.get(_section) is None:
-        config[_section] = {}
-    validate(config[_section], _schema)
+rs.apply_standalone(config, workflow.config_settings.overwrite_config)
+try:
+    S = rs.parse_config(config)
+except rs.ConfigError as _exc:
+    raise WorkflowError(str(_exc)) from None
 
-RESULTS = config["results"]
-DATASETS = list(config["datasets"])
-EXPERIMENTS = rw.expand_experiments(config)
+RESULTS = S.results
+DATASETS = list(S.datasets)
+EXPERIMENTS = rw.expand_experiments(S)
+TRANSFERS = rw.expand_transfers(S)
+SHARDS = {ds: rw.dataset_shards(S, ds) for ds in DATASETS}
+_BY_KEY = {(e.dataset, e.model, e.task, e.variant): e for e in EXPERIMENTS}
+_TRANSFER_BY_KEY = {(t.target, t.experiment.model, t.experiment.task, t.variant): t for t in TRANSFERS}
 ALL_TARGETS = []
 
 
-def shards(ds):
-    """Shard names of a data set, known when the DAG is built (no checkpoints)."""
-    return rw.dataset_shards(config, ds)
+wildcard_constraints:
+    ds="[A-Za-z0-9_]+",
+    shard=r"\d{5}",
+    model="|".join(R.STUDY_MODELS),
+    task="|".join(R.TASKS),
+    variant=L.VARIANT_CONSTRAINT,
+    method="|".join(R.SAMPLINGS),
+    kind="|".join(R.GRAPH_KINDS),
+    split="|".join(R.SPLIT_RULES),
 
 
-def per_shard(pattern, ds, **kw):
+def path(pattern, **fields):
+    """A results path with every field filled."""
+    return L.path(RESULTS, pattern, **fields)
+
+
+def wild(pattern, **fixed):
+    """A results path pattern; unfilled fields stay Snakemake wildcards."""
+    return L.pattern(RESULTS, pattern, **fixed)
+
+
+def log_of(rule_name, *parts):
+    return L.log(RESULTS, rule_name, *parts)
+
+
+def bench_of(rule_name, *parts):
+    return L.benchmark(RESULTS, rule_name, *parts)
+
+
+def per_shard(pattern, ds, **fields):
     """``pattern`` (with {shard}) filled for every shard of ``ds``."""
-    return [pattern.format(shard=s, ds=ds, **kw) for s in shards(ds)]
+    return [path(pattern, ds=ds, shard=s, **fields) for s in SHARDS[ds]]
 
 
-def log_path(rule_name, *parts):
-    return os.path.join(RESULTS, "logs", rule_name, *parts) + ".log"
+def get_ingest_shards(wildcards):
+    return per_shard(L.INGEST_SHARD, wildcards.ds)
 
 
-def bench_path(rule_name, *parts):
-    return os.path.join(RESULTS, "benchmarks", rule_name, *parts) + ".tsv"
+def get_ingest_inputs(wildcards):
+    return rw.ingest_inputs(S, wildcards.ds, wildcards.shard)
+
+
+def get_experiment(wildcards):
+    """The experiment (or zero-shot transfer) of a model/prediction job."""
+    key = (wildcards.ds, wildcards.model, wildcards.task, wildcards.variant)
+    if key in _BY_KEY:
+        return _BY_KEY[key]
+    if key in _TRANSFER_BY_KEY:
+        return _TRANSFER_BY_KEY[key]
+    raise WorkflowError(f"no experiment {'/'.join(key)} in the config")
+
+
+def get_stores(wildcards):
+    """The per-shard input stores of an experiment (a transfer reads the target data set's stores)."""
+    v = L.parse_variant(wildcards.variant)
+    return rw.store_paths(S, wildcards.ds, v["input"], SHARDS[wildcards.ds])
+
+
+def get_split(wildcards):
+    return path(L.SPLIT, ds=wildcards.ds, split=L.parse_variant(wildcards.variant)["split"])
+
+
+def get_pretrained(wildcards):
+    """The checkpoint a fine-tuned experiment starts from (none otherwise)."""
+    e = get_experiment(wildcards)
+    src = rw.pretrained_source(S, e) if isinstance(e, rw.Experiment) else None
+    return [path(L.CHECKPOINT, ds=src.dataset, model=src.model, task=src.task, variant=src.variant)] if src else []
+
+
+def get_checkpoint(wildcards):
+    """The checkpoint a prediction job applies: the experiment's own, or the source's (zero-shot)."""
+    e = get_experiment(wildcards)
+    if isinstance(e, rw.Transfer):
+        e = e.experiment
+    return path(L.CHECKPOINT, ds=e.dataset, model=e.model, task=e.task, variant=e.variant)
+
+
+def prediction_files(ds):
+    """Test predictions of data set ``ds``: its experiments and the transfers into it."""
+    out = [path(L.PREDICTION, ds=e.dataset, model=e.model, task=e.task, variant=e.variant)
+           for e in EXPERIMENTS if e.dataset == ds]
+    out += [path(L.PREDICTION, ds=t.target, model=t.experiment.model, task=t.experiment.task, variant=t.variant)
+            for t in TRANSFERS if t.target == ds]
+    return out
+
+
+def get_predictions(wildcards):
+    return prediction_files(wildcards.ds)

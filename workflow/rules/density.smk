@@ -11,17 +11,24 @@
 from rhosym.density import density_path as _density_path
 
 
+def get_sample_source(wildcards):
+    """The dense store, or the ingest shard when the density is evaluated directly."""
+    if _density_path(S, wildcards.ds) == "direct":
+        return path(L.INGEST_SHARD, ds=wildcards.ds, shard=wildcards.shard)
+    return path(L.DENSITY_SHARD, ds=wildcards.ds, shard=wildcards.shard)
+
+
 rule density_shard:
     input:
-        ingest=f"{RESULTS}/{{ds}}/ingest/shard-{{shard}}.parquet",
+        ingest=wild(L.INGEST_SHARD),
     output:
-        store=directory(f"{RESULTS}/{{ds}}/density/shard-{{shard}}.zarr"),
+        store=directory(wild(L.DENSITY_SHARD)),
     params:
-        density=config["density"],
+        density=S.density.model_dump(),
     log:
-        f"{RESULTS}/logs/density_shard/{{ds}}/{{shard}}.log",
+        log_of("density_shard", "{ds}", "{shard}"),
     benchmark:
-        f"{RESULTS}/benchmarks/density_shard/{{ds}}/{{shard}}.tsv"
+        bench_of("density_shard", "{ds}", "{shard}")
     threads: 1
     resources:
         mem_mb=6000,
@@ -34,31 +41,23 @@ rule density_shard:
 
 rule sample_shard:
     input:
-        # the dense store, or the ingest shard when the density is evaluated directly
-        source=lambda w: (
-            f"{RESULTS}/{w.ds}/ingest/shard-{w.shard}.parquet"
-            if _density_path(config, w.ds) == "direct"
-            else f"{RESULTS}/{w.ds}/density/shard-{w.shard}.zarr"
-        ),
+        source=get_sample_source,
     output:
-        store=directory(f"{RESULTS}/{{ds}}/samples/{{method}}/shard-{{shard}}.zarr"),
-    wildcard_constraints:
-        method="random|grid",
+        store=directory(wild(L.STORE, store="samples/{method}/shard-{shard}.zarr")),
     params:
-        sample=config["sample"],
-        density=config["density"],
-        seed=config["seed"],
-        direct=lambda w: _density_path(config, w.ds) == "direct",
+        sample=S.sample.model_dump(exclude={"methods"}),
+        density=lambda w: S.density.model_dump() if _density_path(S, w.ds) == "direct" else {},
+        seed=S.seed,
+        direct=lambda w: _density_path(S, w.ds) == "direct",
         provenance=lambda w: {
-            "kind": config["datasets"][w.ds]["kind"],
-            "cell": config["datasets"][w.ds].get("cell")
-            or ("as_is" if config["datasets"][w.ds]["kind"] == "mp_chgcar" else "conventional"),
-            "labels": config["labels"],
+            "kind": S.datasets[w.ds].kind,
+            "cell": S.datasets[w.ds].resolved_cell,
+            "labels": S.labels.model_dump(),
         },
     log:
-        f"{RESULTS}/logs/sample_shard/{{ds}}/{{method}}/{{shard}}.log",
+        log_of("sample_shard", "{ds}", "{method}", "{shard}"),
     benchmark:
-        f"{RESULTS}/benchmarks/sample_shard/{{ds}}/{{method}}/{{shard}}.tsv"
+        bench_of("sample_shard", "{ds}", "{method}", "{shard}")
     threads: 1
     resources:
         mem_mb=6000,
@@ -70,5 +69,5 @@ rule sample_shard:
 
 
 for _ds in DATASETS:
-    for _method in rw.sample_methods_needed(config, _ds):
-        ALL_TARGETS.extend(per_shard(f"{RESULTS}/{{ds}}/samples/{_method}/shard-{{shard}}.zarr", _ds))
+    for _method in rw.sample_methods_needed(S, _ds, EXPERIMENTS):
+        ALL_TARGETS.extend(rw.store_paths(S, _ds, _method, SHARDS[_ds]))

@@ -1,12 +1,8 @@
-# Stage 'evaluate': test-split metrics per data set (rhosym.evaluate) and the inference-time points sweep
-# behind figS8: each trained density classifier re-run on the test split with at most N points per
-# structure (rhosym.infer.predict_split(max_points=N)); nothing is retrained.
+# Stage 'evaluate': test-split metrics per data set on the test ids every compared model has
+# (rhosym.evaluate), and the inference-time points sweep behind figS8_sweep: each trained density
+# classifier re-run on the test split with at most N points per structure; nothing is retrained.
 
-from rhosym import evaluate as rev
-from rhosym import train as rtrain
-
-FIGCFG = config["figures"]
-SWEEP_DATASETS = [ds for ds in DATASETS if rev.sweep_paths(EXPERIMENTS, FIGCFG, RESULTS, ds)]
+SWEEP = rw.sweep_experiments(S, EXPERIMENTS)
 
 
 localrules:
@@ -16,31 +12,21 @@ localrules:
 
 rule metrics:
     input:
-        lambda w: rev.prediction_paths(EXPERIMENTS, RESULTS, w.ds),
+        predictions=get_predictions,
+        manifest=wild(L.MANIFEST),
     output:
-        classification=report(
-            f"{RESULTS}/{{ds}}/metrics/classification.csv",
-            caption="../report/metrics_classification.rst",
-            category="Metrics",
-            subcategory="{ds}",
-        ),
-        classification_md=f"{RESULTS}/{{ds}}/metrics/classification.md",
-        regression=report(
-            f"{RESULTS}/{{ds}}/metrics/regression.csv",
-            caption="../report/metrics_regression.rst",
-            category="Metrics",
-            subcategory="{ds}",
-        ),
-        regression_md=f"{RESULTS}/{{ds}}/metrics/regression.md",
-        per_class=directory(f"{RESULTS}/{{ds}}/metrics/per_class"),
-        confusion=directory(f"{RESULTS}/{{ds}}/metrics/confusion"),
+        **{k: wild(L.METRICS_DIR + "/" + f) for k, f in L.METRIC_FILES.items()},
+        per_class=directory(wild(L.METRICS_DIR + "/per_class")),
+        confusion=directory(wild(L.METRICS_DIR + "/confusion")),
+    params:
+        evaluate=S.evaluate.model_dump(include={"bootstrap", "confidence"}),
     log:
-        f"{RESULTS}/logs/metrics/{{ds}}.log",
+        log_of("metrics", "{ds}"),
     benchmark:
-        f"{RESULTS}/benchmarks/metrics/{{ds}}.tsv"
+        bench_of("metrics", "{ds}")
     threads: 1
     resources:
-        mem_mb=2000,
+        mem_mb=4000,
         runtime=30,
     conda:
         "../../envs/rhosym.yaml"
@@ -48,47 +34,46 @@ rule metrics:
         "../scripts/metrics.py"
 
 
-if FIGCFG["points_sweep"]:
+def get_sweep_outputs(wildcards):
+    return [path(L.SWEEP, ds=e.dataset, model=e.model, task=e.task, variant=e.variant, n=n)
+            for e in SWEEP if e.dataset == wildcards.ds for n in S.figures.points_sweep]
 
-    rule predict_sweep:
-        input:
-            checkpoint=rules.train_model.output.checkpoint,
-            manifest=f"{RESULTS}/{{ds}}/manifest.parquet",
-            split=f"{RESULTS}/{{ds}}/split.parquet",
-            stores=lambda w: per_shard(f"{RESULTS}/{w.ds}/{rtrain.store_pattern(w.model, w.input)}", w.ds),
-        output:
-            expand(
-                f"{RESULTS}/{{{{ds}}}}/predictions_sweep/{{{{model}}}}/{{{{task}}}}/{{{{input}}}}-f{{{{features}}}}/n{{n}}.parquet",
-                n=FIGCFG["points_sweep"],
-            ),
-        params:
-            max_points=FIGCFG["points_sweep"],
-            top_k=config["train"]["top_k"],
-            device=config["train"]["device"],
-            seed=config["seed"],
-        log:
-            f"{RESULTS}/logs/predict_sweep/{{ds}}/{{model}}/{{task}}/{{input}}-f{{features}}.log",
-        benchmark:
-            f"{RESULTS}/benchmarks/predict_sweep/{{ds}}/{{model}}/{{task}}/{{input}}-f{{features}}.tsv"
-        threads: 1
-        resources:
-            mem_mb=lambda w: rtrain.job_setting(config["train"], w.model, "mem_mb"),
-            runtime=lambda w, input: 30 + 10 * len(FIGCFG["points_sweep"]),
-        conda:
-            "../../envs/rhosym.yaml"
-        script:
-            "../scripts/predict_sweep.py"
+
+rule predict_sweep:
+    input:
+        checkpoint=get_checkpoint,
+        manifest=wild(L.MANIFEST),
+        split=get_split,
+        stores=get_stores,
+    output:
+        [wild(L.SWEEP, n=n) for n in S.figures.points_sweep],
+    params:
+        max_points=S.figures.points_sweep,
+        top_k=S.train.top_k,
+        seed=S.seed,
+    log:
+        log_of("predict_sweep", "{ds}", "{model}", "{task}", "{variant}"),
+    benchmark:
+        bench_of("predict_sweep", "{ds}", "{model}", "{task}", "{variant}")
+    threads: 1
+    resources:
+        mem_mb=lambda w: S.train_resource(w.model, "mem_mb"),
+        runtime=30 + 10 * len(S.figures.points_sweep),
+    conda:
+        "../../envs/rhosym.yaml"
+    script:
+        "../scripts/predict_sweep.py"
 
 
 rule points_sweep:
     input:
-        lambda w: rev.sweep_paths(EXPERIMENTS, FIGCFG, RESULTS, w.ds),
+        get_sweep_outputs,
     output:
-        f"{RESULTS}/{{ds}}/metrics/points_sweep.csv",
+        wild(L.POINTS_SWEEP),
     log:
-        f"{RESULTS}/logs/points_sweep/{{ds}}.log",
+        log_of("points_sweep", "{ds}"),
     benchmark:
-        f"{RESULTS}/benchmarks/points_sweep/{{ds}}.tsv"
+        bench_of("points_sweep", "{ds}")
     threads: 1
     resources:
         mem_mb=2000,
@@ -99,9 +84,5 @@ rule points_sweep:
         "../scripts/points_sweep.py"
 
 
-ALL_TARGETS.extend(
-    f"{RESULTS}/{ds}/metrics/{name}"
-    for ds in DATASETS
-    if rev.prediction_paths(EXPERIMENTS, RESULTS, ds)
-    for name in ("classification.csv", "classification.md", "regression.csv", "regression.md")
-)
+ALL_TARGETS.extend(path(L.METRICS_DIR + "/" + f, ds=ds) for ds in DATASETS if prediction_files(ds)
+                   for f in L.METRIC_FILES.values())

@@ -1,19 +1,17 @@
-# Stage 'graphs': CGCNN and coGN crystal graphs per ingest shard (kinds from graphs.kinds).
+# Stage 'graphs': CGCNN and coGN crystal graphs per ingest shard (graphs.kinds, plus those experiments read).
 
 
 rule graphs_shard:
     input:
-        ingest=f"{RESULTS}/{{ds}}/ingest/shard-{{shard}}.parquet",
+        ingest=wild(L.INGEST_SHARD),
     output:
-        store=directory(f"{RESULTS}/{{ds}}/graphs/{{kind}}/shard-{{shard}}.zarr"),
+        store=directory(wild(L.STORE, store="graphs/{kind}/shard-{shard}.zarr")),
     params:
-        graphs=config["graphs"],
-    wildcard_constraints:
-        kind="cgcnn|cogn",
+        graphs=S.graphs.model_dump(exclude={"kinds"}),
     log:
-        f"{RESULTS}/logs/graphs_shard/{{ds}}/{{kind}}/{{shard}}.log",
+        log_of("graphs_shard", "{ds}", "{kind}", "{shard}"),
     benchmark:
-        f"{RESULTS}/benchmarks/graphs_shard/{{ds}}/{{kind}}/{{shard}}.tsv"
+        bench_of("graphs_shard", "{ds}", "{kind}", "{shard}")
     threads: 1
     resources:
         mem_mb=4000,
@@ -25,5 +23,5 @@ rule graphs_shard:
 
 
 for _ds in DATASETS:
-    for _kind in config["graphs"]["kinds"]:
-        ALL_TARGETS.extend(per_shard(f"{RESULTS}/{{ds}}/graphs/{{kind}}/shard-{{shard}}.zarr", _ds, kind=_kind))
+    for _kind in rw.graph_kinds_needed(S, _ds, EXPERIMENTS):
+        ALL_TARGETS.extend(rw.store_paths(S, _ds, _kind, SHARDS[_ds]))

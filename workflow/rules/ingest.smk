@@ -1,23 +1,26 @@
 # Stage 'ingest': input units -> per-shard rows with structures -> one manifest per data set.
-# See docs/formats.md ("Units, shards and the manifest").
+# Each shard declares the raw files it reads (editing one CIF reruns its shard only); units go to shards
+# by a hash of their key (rhosym.shards), so adding files leaves the other shards as they are.
 
 
 rule ingest_shard:
+    input:
+        get_ingest_inputs,
     output:
-        f"{RESULTS}/{{ds}}/ingest/shard-{{shard}}.parquet",
+        wild(L.INGEST_SHARD),
     params:
-        ds=lambda w: config["datasets"][w.ds],
-        shard_size=config["shard_size"],
-        labels=config["labels"],
-        ingest=config["ingest"],
-        seed=config["seed"],
+        ds=lambda w: S.datasets[w.ds].model_dump(exclude_none=True),
+        units=lambda w: rw.ingest_units(S, w.ds, w.shard),
+        labels=S.labels.model_dump(),
+        ingest=S.ingest.model_dump(),
+        seed=S.seed,
     log:
-        f"{RESULTS}/logs/ingest_shard/{{ds}}/{{shard}}.log",
+        log_of("ingest_shard", "{ds}", "{shard}"),
     benchmark:
-        f"{RESULTS}/benchmarks/ingest_shard/{{ds}}/{{shard}}.tsv"
+        bench_of("ingest_shard", "{ds}", "{shard}")
     threads: 1
     resources:
-        mem_mb=lambda w: 2000 + 2 * int(config["shard_size"]),
+        mem_mb=lambda w: 2000 + 2 * S.shard_size,
         runtime=120,
     conda:
         "../../envs/rhosym.yaml"
@@ -31,14 +34,14 @@ localrules:
 
 rule manifest:
     input:
-        lambda w: per_shard(f"{RESULTS}/{{ds}}/ingest/shard-{{shard}}.parquet", w.ds),
+        get_ingest_shards,
     output:
-        manifest=f"{RESULTS}/{{ds}}/manifest.parquet",
-        report=f"{RESULTS}/{{ds}}/ingest_report.csv",
+        manifest=wild(L.MANIFEST),
+        report=wild(L.INGEST_REPORT),
     log:
-        f"{RESULTS}/logs/manifest/{{ds}}.log",
+        log_of("manifest", "{ds}"),
     benchmark:
-        f"{RESULTS}/benchmarks/manifest/{{ds}}.tsv"
+        bench_of("manifest", "{ds}")
     threads: 1
     resources:
         mem_mb=4000,
@@ -53,13 +56,13 @@ rule manifest:
 # Needs MP_API_KEY in the environment and the optional extra rhosym[mp].
 rule download_mp:
     output:
-        touch(f"{RESULTS}/downloads/{{ds}}.done"),
+        touch(wild(L.DOWNLOAD_DONE)),
     params:
-        ds=lambda w: config["datasets"][w.ds],
+        ds=lambda w: S.datasets[w.ds].model_dump(exclude_none=True),
     log:
-        f"{RESULTS}/logs/download_mp/{{ds}}.log",
+        log_of("download_mp", "{ds}"),
     benchmark:
-        f"{RESULTS}/benchmarks/download_mp/{{ds}}.tsv"
+        bench_of("download_mp", "{ds}")
     threads: 1
     resources:
         mem_mb=4000,
@@ -71,14 +74,14 @@ rule download_mp:
 
 
 for _ds in DATASETS:
-    if config["datasets"][_ds]["kind"] == "mp_chgcar":
+    if S.datasets[_ds].kind == "mp_chgcar":
 
         rule:
             name:
                 f"download_mp_{_ds}"
             input:
-                f"{RESULTS}/downloads/{_ds}.done",
+                path(L.DOWNLOAD_DONE, ds=_ds),
             localrule: True
 
 
-ALL_TARGETS.extend(expand(f"{RESULTS}/{{ds}}/manifest.parquet", ds=DATASETS))
+ALL_TARGETS.extend(path(L.MANIFEST, ds=ds) for ds in DATASETS)

@@ -1,19 +1,19 @@
-# One seeded 80/10/10 split per data set, shared by every model of the data set.
+# One seeded 80/10/10 split per data set and split rule, shared by every model of the data set.
 
 
 rule split:
     input:
-        manifest=f"{RESULTS}/{{ds}}/manifest.parquet",
-        ingest=lambda w: per_shard(f"{RESULTS}/{{ds}}/ingest/shard-{{shard}}.parquet", w.ds),
+        manifest=wild(L.MANIFEST),
+        ingest=get_ingest_shards,
     output:
-        split=f"{RESULTS}/{{ds}}/split.parquet",
-        distribution=f"{RESULTS}/{{ds}}/split_distribution.csv",
+        split=wild(L.SPLIT),
+        distribution=wild(L.SPLIT_DISTRIBUTION),
     params:
-        split=config["split"],
+        split=lambda w: S.split_for(w.ds, w.split),
     log:
-        f"{RESULTS}/logs/split/{{ds}}.log",
+        log_of("split", "{ds}", "{split}"),
     benchmark:
-        f"{RESULTS}/benchmarks/split/{{ds}}.tsv"
+        bench_of("split", "{ds}", "{split}")
     threads: 1
     resources:
         mem_mb=4000,
@@ -24,4 +24,5 @@ rule split:
         "../scripts/split.py"
 
 
-ALL_TARGETS.extend(expand(f"{RESULTS}/{{ds}}/split_distribution.csv", ds=DATASETS))
+for _ds in DATASETS:
+    ALL_TARGETS.extend(path(L.SPLIT_DISTRIBUTION, ds=_ds, split=r) for r in rw.splits_needed(S, _ds, EXPERIMENTS))

@@ -1,41 +1,40 @@
-# Stage 'train': one training job per experiment (data set, model, task, input, features), and its
-# test-split predictions. Logic in rhosym.train / rhosym.infer; inputs per model kind:
-#   density models: samples/{input}/shard-*.zarr; xrd_fcn: xrd/shard-*.zarr; cgcnn/cogn: graphs/{model}/.
+# Stage 'train': one training job per experiment (data set, model, task, variant = input, features,
+# points, split, seed[, pretrained]) and its test-split predictions (also zero-shot on other data sets).
+# Logic in rhosym.train / rhosym.infer. Only result-affecting settings go to params
+# (rhosym.settings.Config.train_params): job resources never trigger a rerun; the scripts read them
+# (device, num_workers, threads) from the config itself.
 # last.pt (for resuming a killed job) is kept beside checkpoint.pt but not declared: Snakemake would
 # delete it with the outputs of a failed job.
-
-from rhosym import train as rtrain
-
-TRAIN = config["train"]
-
-
-wildcard_constraints:
-    model="sparse_cnn|pointnet|xrd_fcn|cgcnn|cogn",
-    task="crystal_system|extinction_group|space_group|band_gap|formation_energy",
-    input="random|grid|xrd|graph",
-    features=r"\d+",
 
 
 rule train_model:
     input:
-        manifest=f"{RESULTS}/{{ds}}/manifest.parquet",
-        split=f"{RESULTS}/{{ds}}/split.parquet",
-        stores=lambda w: per_shard(f"{RESULTS}/{w.ds}/{rtrain.store_pattern(w.model, w.input)}", w.ds),
+        manifest=wild(L.MANIFEST),
+        split=get_split,
+        stores=get_stores,
+        pretrained=get_pretrained,
     output:
-        checkpoint=f"{RESULTS}/{{ds}}/models/{{model}}/{{task}}/{{input}}-f{{features}}/checkpoint.pt",
-        history=f"{RESULTS}/{{ds}}/models/{{model}}/{{task}}/{{input}}-f{{features}}/history.csv",
+        checkpoint=wild(L.CHECKPOINT),
+        history=wild(L.HISTORY),
     params:
-        train=TRAIN,
-        seed=config["seed"],
+        train=lambda w: S.train_params(w.model, w.task, L.parse_variant(w.variant)["robust"]),
+        seed=lambda w: L.parse_variant(w.variant)["seed"],
+        points=lambda w: L.parse_variant(w.variant)["points"],
+        provenance=lambda w: {
+            "kind": S.datasets[w.ds].kind,
+            "cell": S.datasets[w.ds].resolved_cell,
+            "labels": S.labels.model_dump(),
+            "ingest": S.ingest.model_dump(),
+        },
     log:
-        f"{RESULTS}/logs/train_model/{{ds}}/{{model}}/{{task}}/{{input}}-f{{features}}.log",
+        log_of("train_model", "{ds}", "{model}", "{task}", "{variant}"),
     benchmark:
-        f"{RESULTS}/benchmarks/train_model/{{ds}}/{{model}}/{{task}}/{{input}}-f{{features}}.tsv"
-    threads: lambda w: rtrain.job_setting(TRAIN, w.model, "threads")
+        bench_of("train_model", "{ds}", "{model}", "{task}", "{variant}")
+    threads: lambda w: S.train_resource(w.model, "threads")
     resources:
-        mem_mb=lambda w: rtrain.job_setting(TRAIN, w.model, "mem_mb"),
-        runtime=lambda w: rtrain.job_setting(TRAIN, w.model, "runtime"),
-        gpu=lambda w: rtrain.job_setting(TRAIN, w.model, "gpus"),
+        mem_mb=lambda w: S.train_resource(w.model, "mem_mb"),
+        runtime=lambda w: S.train_resource(w.model, "runtime"),
+        gpu=lambda w: S.train_resource(w.model, "gpus"),
     conda:
         "../../envs/rhosym.yaml"
     script:
@@ -44,22 +43,22 @@ rule train_model:
 
 rule predict_test:
     input:
-        checkpoint=rules.train_model.output.checkpoint,
-        manifest=f"{RESULTS}/{{ds}}/manifest.parquet",
-        split=f"{RESULTS}/{{ds}}/split.parquet",
-        stores=lambda w: per_shard(f"{RESULTS}/{w.ds}/{rtrain.store_pattern(w.model, w.input)}", w.ds),
+        checkpoint=get_checkpoint,
+        manifest=wild(L.MANIFEST),
+        split=get_split,
+        stores=get_stores,
     output:
-        f"{RESULTS}/{{ds}}/predictions/{{model}}/{{task}}/{{input}}-f{{features}}.parquet",
+        wild(L.PREDICTION),
     params:
-        top_k=TRAIN["top_k"],
-        device=TRAIN["device"],
+        top_k=S.train.top_k,
+        evaluate=S.evaluate.model_dump(include={"origin_shift", "rotation"}),
     log:
-        f"{RESULTS}/logs/predict_test/{{ds}}/{{model}}/{{task}}/{{input}}-f{{features}}.log",
+        log_of("predict_test", "{ds}", "{model}", "{task}", "{variant}"),
     benchmark:
-        f"{RESULTS}/benchmarks/predict_test/{{ds}}/{{model}}/{{task}}/{{input}}-f{{features}}.tsv"
+        bench_of("predict_test", "{ds}", "{model}", "{task}", "{variant}")
     threads: 1
     resources:
-        mem_mb=lambda w: rtrain.job_setting(TRAIN, w.model, "mem_mb"),
+        mem_mb=lambda w: S.train_resource(w.model, "mem_mb"),
         runtime=60,
     conda:
         "../../envs/rhosym.yaml"
@@ -67,5 +66,6 @@ rule predict_test:
         "../scripts/predict_test.py"
 
 
-ALL_TARGETS.extend(f"{RESULTS}/{e.dataset}/models/{e.path}/checkpoint.pt" for e in EXPERIMENTS)
-ALL_TARGETS.extend(f"{RESULTS}/{e.dataset}/predictions/{e.path}.parquet" for e in EXPERIMENTS)
+ALL_TARGETS.extend(path(L.CHECKPOINT, ds=e.dataset, model=e.model, task=e.task, variant=e.variant)
+                   for e in EXPERIMENTS)
+ALL_TARGETS.extend(f for ds in DATASETS for f in prediction_files(ds))

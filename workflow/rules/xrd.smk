@@ -3,15 +3,15 @@
 
 rule xrd_shard:
     input:
-        ingest=f"{RESULTS}/{{ds}}/ingest/shard-{{shard}}.parquet",
+        ingest=wild(L.INGEST_SHARD),
     output:
-        store=directory(f"{RESULTS}/{{ds}}/xrd/shard-{{shard}}.zarr"),
+        store=directory(wild(L.STORE, store=R.INPUTS["xrd"].store)),
     params:
-        xrd=config["xrd"],
+        xrd=S.xrd.model_dump(),
     log:
-        f"{RESULTS}/logs/xrd_shard/{{ds}}/{{shard}}.log",
+        log_of("xrd_shard", "{ds}", "{shard}"),
     benchmark:
-        f"{RESULTS}/benchmarks/xrd_shard/{{ds}}/{{shard}}.tsv"
+        bench_of("xrd_shard", "{ds}", "{shard}")
     threads: 1
     resources:
         mem_mb=4000,
@@ -23,4 +23,4 @@ rule xrd_shard:
 
 
 for _ds in DATASETS:
-    ALL_TARGETS.extend(per_shard(f"{RESULTS}/{{ds}}/xrd/shard-{{shard}}.zarr", _ds))
+    ALL_TARGETS.extend(rw.store_paths(S, _ds, "xrd", SHARDS[_ds]))

@@ -2,6 +2,6 @@ from rhosym.ingest import ingest_shard
 from rhosym.logs import snakemake_logging
 
 with snakemake_logging(snakemake):
-    ingest_shard(snakemake.wildcards.ds, dict(snakemake.params.ds), snakemake.wildcards.shard,
-                 int(snakemake.params.shard_size), dict(snakemake.params.labels), dict(snakemake.params.ingest),
-                 snakemake.output[0], seed=int(snakemake.params.seed))
+    p = snakemake.params
+    ingest_shard(snakemake.wildcards.ds, dict(p.ds), snakemake.wildcards.shard, list(p.units), dict(p.labels),
+                 dict(p.ingest), snakemake.output[0], seed=int(p.seed))

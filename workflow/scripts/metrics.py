@@ -2,5 +2,7 @@ from rhosym.evaluate import evaluate_predictions
 from rhosym.logs import snakemake_logging
 
 with snakemake_logging(snakemake):
-    evaluate_predictions(list(snakemake.input), snakemake.output.classification.rsplit("/", 1)[0],
-                         dataset=snakemake.wildcards.ds)
+    e = snakemake.params.evaluate
+    evaluate_predictions(list(snakemake.input.predictions), snakemake.output.classification.rsplit("/", 1)[0],
+                         dataset=snakemake.wildcards.ds, bootstrap=int(e["bootstrap"]),
+                         confidence=float(e["confidence"]))

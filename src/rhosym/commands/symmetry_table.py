@@ -8,9 +8,9 @@ HELP = "print the space group -> crystal system / extinction group table (CSV on
 def add_arguments(parser) -> None:
     parser.add_argument("--recompute", action="store_true",
                         help="recompute the table from spglib's space-group operations instead of reading "
-                             "the shipped resources/extinction_groups.csv")
+                             "the shipped table (src/rhosym/data/extinction_groups.csv)")
     parser.add_argument("--write", action="store_true",
-                        help="with --recompute: also rewrite the shipped table (package and resources/ copies)")
+                        help="with --recompute: also rewrite the shipped table")
 
 
 def run(args) -> int:
@@ -26,8 +26,7 @@ def run(args) -> int:
         return 2
     df = symmetry.compute_extinction_table() if args.recompute else symmetry.load_extinction_table()
     if args.write:
-        for path in symmetry.write_extinction_table(df):
-            print(f"wrote {path}", file=sys.stderr)
+        print(f"wrote {symmetry.write_extinction_table(df)}", file=sys.stderr)
     try:
         df.to_csv(sys.stdout, index=False, columns=list(symmetry.TABLE_COLUMNS), lineterminator="\n")
         sys.stdout.flush()

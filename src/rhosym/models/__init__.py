@@ -48,57 +48,50 @@ unconstrained value per sample for regression (``n_out=1``; no head ends in a Re
 such as formation energies are reachable). :func:`sample_size` gives the cost measure used to batch
 under a budget: points (density), pattern length (xrd), nodes + edges (graphs).
 
-Configuration (``cfg``: the model's block of the config; every key optional)
----------------------------------------------------------------------------
-* sparse_cnn: ``channels`` [128, 128, 256, 512, 1024], ``blocks`` [0, 1, 2, 2, 3] (regression
-  [0, 2, 3, 4, 3]), ``strides`` [1, 2, 2, 2, 2], ``kernel`` 3, ``head`` [512, 256] (regression
-  [512, 256, 128], BatchNorm), ``dropout`` 0.0. Published widths: input projected to 128, ×2 per
-  stage (the regression head starts at 1024).
-* pointnet: ``channels`` [64, 128, 1024], ``groups`` 16 (GroupNorm), ``head`` [512, 256]
-  (LayerNorm), ``dropout`` 0.3, ``center`` true.
-* xrd_fcn: ``channels`` [16, 16, 32, 32, 64, 64, 128, 128, 256, 256, 512, 512, 64], ``kernel`` 5,
-  ``dropout`` 0.2, ``n_points`` 8192.
-* cgcnn: ``atom_fea_len`` 64, ``h_fea_len`` 128, ``n_conv`` 3, ``n_h`` 1, ``dmax`` 8.0, ``step`` 0.2,
-  ``dropout`` 0.0.
-* cogn: ``units`` 128, ``depth`` 5, ``cutoff`` 8.0, ``bins`` 32, ``edge_layers`` 5, ``node_layers`` 1,
-  ``head`` [] (published: one linear layer after the pooling), ``dropout`` 0.0.
-* dense_cnn: ``channels``, ``blocks``, ``strides``, ``kernel``, ``head`` as sparse_cnn.
+Configuration
+-------------
+Each model's architecture settings are a class in :mod:`rhosym.registry` (``MODELS[name].config``),
+with the published values as defaults; :func:`build_model` validates the ``model`` block against it
+(unknown keys are errors) and passes the resolved dict to the module's ``build``.
 """
 
 from __future__ import annotations
 
 import importlib
 
-MODELS = ("sparse_cnn", "pointnet", "xrd_fcn", "cgcnn", "cogn")
-INPUT_KIND = {"sparse_cnn": "density", "pointnet": "density", "xrd_fcn": "xrd", "cgcnn": "cgcnn",
-              "cogn": "cogn"}
-# Models built by build_model but not part of the study (benchmarks only).
-EXTRA_MODELS = ("dense_cnn",)
-_EXTRA_KIND = {"dense_cnn": "density"}
+from rhosym.registry import MODELS as SPECS
+from rhosym.registry import STUDY_MODELS
 
-__all__ = ["MODELS", "INPUT_KIND", "EXTRA_MODELS", "build_model", "collate", "sample_size",
-           "input_kind"]
+MODELS = STUDY_MODELS
+INPUT_KIND = {name: spec.input_kind for name, spec in SPECS.items()}
+
+__all__ = ["MODELS", "INPUT_KIND", "build_model", "collate", "sample_size", "input_kind", "model_config"]
 
 
 def input_kind(name: str) -> str:
-    """The input kind (density, xrd, cgcnn, cogn) of model ``name``."""
-    if name in INPUT_KIND:
-        return INPUT_KIND[name]
-    if name in _EXTRA_KIND:
-        return _EXTRA_KIND[name]
-    raise ValueError(f"unknown model {name!r}; known: {', '.join(MODELS + EXTRA_MODELS)}")
+    """The input kind (density, xrd, cgcnn, cogn, lattice) of model ``name``."""
+    if name not in SPECS:
+        raise ValueError(f"unknown model {name!r}; known: {', '.join(SPECS)}")
+    return SPECS[name].input_kind
+
+
+def model_config(name: str, cfg: dict | None, regression: bool) -> dict:
+    """The architecture settings of ``name``: defaults of its registry class, then ``cfg``."""
+    c = SPECS[name].config.model_validate(dict(cfg or {}))
+    return c.resolved(regression) if hasattr(c, "resolved") else c.model_dump()
 
 
 def build_model(name: str, n_out: int, regression: bool, in_features: int, cfg: dict | None = None):
     """Build model ``name`` (a ``torch.nn.Module``) with ``n_out`` outputs.
 
     ``in_features``: F (density feature channels) for density models, A (atom feature length) for the
-    graph models, ignored for xrd_fcn. ``cfg``: the model's config block (see the module docstring).
+    graph models, the lattice feature count for the lattice control, ignored for xrd_fcn. ``cfg``: the
+    model's architecture block (rhosym.registry), validated here.
     """
     input_kind(name)
     mod = importlib.import_module(f"rhosym.models.{name}")
     return mod.build(n_out=int(n_out), regression=bool(regression), in_features=int(in_features),
-                     cfg=dict(cfg or {}))
+                     cfg=model_config(name, cfg, bool(regression)))
 
 
 def collate(name: str, samples: list[dict]) -> dict:
@@ -128,6 +121,8 @@ def collate(name: str, samples: list[dict]) -> dict:
         out["counts"] = torch.from_numpy(counts)
         shapes = np.array([np.asarray(s["spatial_shape"], dtype=np.int64) for s in samples])
         out["spatial_shape"] = torch.from_numpy(shapes.max(axis=0))
+    elif kind == "lattice":
+        out["lattice"] = torch.from_numpy(np.stack([np.asarray(s["lattice"], dtype=np.float32) for s in samples]))
     elif kind == "xrd":
         length = min(len(s["pattern"]) for s in samples)
         out["pattern"] = torch.from_numpy(
@@ -165,4 +160,6 @@ def sample_size(name: str, sample: dict) -> int:
         return int(len(sample["xyz"]))
     if kind == "xrd":
         return int(min(len(sample["pattern"]), 8192))
+    if kind == "lattice":
+        return 1
     return int(len(sample["atom_fea"]) + np.asarray(sample["edge_index"]).reshape(-1, 2).shape[0])

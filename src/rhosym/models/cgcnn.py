@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rhosym.models.common import GaussianExpansion, SafeBatchNorm1d, cfg_get, segment_mean, segment_sum
+from rhosym.models.common import GaussianExpansion, SafeBatchNorm1d, segment_mean, segment_sum
 
 
 class CGConv(nn.Module):
@@ -35,18 +35,18 @@ class CGConv(nn.Module):
 class CGCNN(nn.Module):
     def __init__(self, in_features: int, n_out: int, regression: bool, cfg: dict | None = None):
         super().__init__()
-        atom_fea_len = int(cfg_get(cfg, "atom_fea_len", 64))
-        h_fea_len = int(cfg_get(cfg, "h_fea_len", 128))
-        n_conv = int(cfg_get(cfg, "n_conv", 3))
-        n_h = int(cfg_get(cfg, "n_h", 1))
-        self.expand = GaussianExpansion(0.0, float(cfg_get(cfg, "dmax", 8.0)), step=float(cfg_get(cfg, "step", 0.2)))
+        atom_fea_len = int(cfg["atom_fea_len"])
+        h_fea_len = int(cfg["h_fea_len"])
+        n_conv = int(cfg["n_conv"])
+        n_h = int(cfg["n_h"])
+        self.expand = GaussianExpansion(0.0, float(cfg["dmax"]), step=float(cfg["step"]))
         self.embedding = nn.Linear(in_features, atom_fea_len)
         self.convs = nn.ModuleList([CGConv(atom_fea_len, self.expand.n) for _ in range(n_conv)])
         hidden: list[nn.Module] = [nn.Linear(atom_fea_len, h_fea_len), nn.Softplus()]
         for _ in range(n_h - 1):
             hidden += [nn.Linear(h_fea_len, h_fea_len), nn.Softplus()]
         self.hidden = nn.Sequential(*hidden)
-        self.dropout = nn.Dropout(float(cfg_get(cfg, "dropout", 0.0)))
+        self.dropout = nn.Dropout(float(cfg["dropout"]))
         self.out = nn.Linear(h_fea_len, n_out)
 
     def forward(self, batch: dict) -> torch.Tensor:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from rhosym.models.common import GaussianExpansion, cfg_get, mlp_head, segment_sum
+from rhosym.models.common import GaussianExpansion, mlp_head, segment_sum
 
 
 def _mlp(n_in: int, units: int, n_layers: int) -> nn.Sequential:
@@ -45,18 +45,18 @@ class CoGNBlock(nn.Module):
 class CoGN(nn.Module):
     def __init__(self, in_features: int, n_out: int, regression: bool, cfg: dict | None = None):
         super().__init__()
-        units = int(cfg_get(cfg, "units", 128))
-        depth = int(cfg_get(cfg, "depth", 5))
-        bins = int(cfg_get(cfg, "bins", 32))
-        cutoff = float(cfg_get(cfg, "cutoff", 8.0))
+        units = int(cfg["units"])
+        depth = int(cfg["depth"])
+        bins = int(cfg["bins"])
+        cutoff = float(cfg["cutoff"])
         self.expand = GaussianExpansion(0.0, cutoff, step=None, bins=bins)
         self.node_embed = nn.Linear(in_features, units)
         self.edge_embed = nn.Linear(bins, units)
         self.blocks = nn.ModuleList([
-            CoGNBlock(units, int(cfg_get(cfg, "edge_layers", 5)), int(cfg_get(cfg, "node_layers", 1)))
+            CoGNBlock(units, int(cfg["edge_layers"]), int(cfg["node_layers"]))
             for _ in range(depth)])
-        self.head = mlp_head(units, [int(h) for h in cfg_get(cfg, "head", [])], n_out,
-                             dropout=float(cfg_get(cfg, "dropout", 0.0)), act=nn.SiLU)
+        self.head = mlp_head(units, [int(h) for h in cfg["head"]], n_out,
+                             dropout=float(cfg["dropout"]), act=nn.SiLU)
 
     def forward(self, batch: dict) -> torch.Tensor:
         edge_index = batch["edge_index"].long()

@@ -80,42 +80,5 @@ def mlp_head(n_in: int, hidden: list[int], n_out: int, norm: str | None = None, 
     return nn.Sequential(*layers)
 
 
-def cfg_get(cfg: dict | None, key: str, default):
-    """``cfg[key]`` when present and not None, else ``default``."""
-    if cfg and cfg.get(key) is not None:
-        return cfg[key]
-    return default
-
-
 def n_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-# Published defaults of the Sparse 3D CNN (shared by the dense 3D CNN of the benchmark).
-RESNET_DEFAULTS = {
-    "channels": [128, 128, 256, 512, 1024],
-    "blocks": [0, 1, 2, 2, 3],
-    "blocks_regression": [0, 2, 3, 4, 3],
-    "strides": [1, 2, 2, 2, 2],
-    "kernel": 3,
-    "head": [512, 256],
-    "head_regression": [512, 256, 128],
-    "dropout": 0.0,
-}
-
-
-def resnet_config(cfg: dict | None, regression: bool) -> dict:
-    """Resolve channels/blocks/strides/kernel/head/dropout of a ResNet-style 3D encoder."""
-    d = RESNET_DEFAULTS
-    out = {
-        "channels": [int(c) for c in cfg_get(cfg, "channels", d["channels"])],
-        "blocks": [int(b) for b in cfg_get(cfg, "blocks", d["blocks_regression"] if regression else d["blocks"])],
-        "strides": [int(s) for s in cfg_get(cfg, "strides", d["strides"])],
-        "kernel": int(cfg_get(cfg, "kernel", d["kernel"])),
-        "head": [int(h) for h in cfg_get(cfg, "head", d["head_regression"] if regression else d["head"])],
-        "dropout": float(cfg_get(cfg, "dropout", d["dropout"])),
-    }
-    n = len(out["channels"])
-    if len(out["blocks"]) != n or len(out["strides"]) != n:
-        raise ValueError(f"channels, blocks and strides must have the same length: {out}")
-    return out

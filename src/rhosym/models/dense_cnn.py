@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rhosym.models.common import mlp_head, resnet_config
+from rhosym.models.common import mlp_head
 
 
 class DenseResBlock(nn.Module):
@@ -28,7 +28,7 @@ class DenseResBlock(nn.Module):
 class DenseCNN(nn.Module):
     def __init__(self, in_features: int, n_out: int, regression: bool, cfg: dict | None = None):
         super().__init__()
-        c = resnet_config(cfg, regression)
+        c = dict(cfg)  # resolved by rhosym.models.model_config
         k = c["kernel"]
         layers: list[nn.Module] = []
         prev = in_features

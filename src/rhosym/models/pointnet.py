@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rhosym.models.common import cfg_get, mlp_head, segment_max, segment_mean
+from rhosym.models.common import mlp_head, segment_max, segment_mean
 
 
 class SegmentGroupNorm(nn.Module):
@@ -40,10 +40,10 @@ class SegmentGroupNorm(nn.Module):
 class PointNet(nn.Module):
     def __init__(self, in_features: int, n_out: int, regression: bool, cfg: dict | None = None):
         super().__init__()
-        channels = [int(c) for c in cfg_get(cfg, "channels", [64, 128, 1024])]
-        groups = int(cfg_get(cfg, "groups", 16))
-        head = [int(h) for h in cfg_get(cfg, "head", [512, 256])]
-        self.center = bool(cfg_get(cfg, "center", True))
+        channels = [int(c) for c in cfg["channels"]]
+        groups = int(cfg["groups"])
+        head = [int(h) for h in cfg["head"]]
+        self.center = bool(cfg["center"])
         self.layers = nn.ModuleList()
         self.norms = nn.ModuleList()
         prev = 3 + in_features
@@ -51,7 +51,7 @@ class PointNet(nn.Module):
             self.layers.append(nn.Linear(prev, ch))  # == Conv1d(prev, ch, 1) over points
             self.norms.append(SegmentGroupNorm(min(groups, ch), ch))
             prev = ch
-        self.head = mlp_head(prev, head, n_out, norm="layer", dropout=float(cfg_get(cfg, "dropout", 0.3)))
+        self.head = mlp_head(prev, head, n_out, norm="layer", dropout=float(cfg["dropout"]))
 
     def forward(self, batch: dict) -> torch.Tensor:
         b = batch["batch"].long()

@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rhosym import spconv_shim
-from rhosym.models.common import SafeBatchNorm1d, mlp_head, resnet_config, segment_max, segment_mean
+from rhosym.models import spconv_shim
+from rhosym.models.common import SafeBatchNorm1d, mlp_head, segment_max, segment_mean
 
 spconv_shim.apply()
 
@@ -57,7 +57,7 @@ class _ConvBNReLU(spconv.SparseModule):
 class SparseCNN(nn.Module):
     def __init__(self, in_features: int, n_out: int, regression: bool, cfg: dict | None = None):
         super().__init__()
-        c = resnet_config(cfg, regression)
+        c = dict(cfg)  # resolved by rhosym.models.model_config
         self.config = c
         k = c["kernel"]
         layers: list[nn.Module] = []

@@ -9,18 +9,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from rhosym.models.common import cfg_get
-
-CHANNELS = [16, 16, 32, 32, 64, 64, 128, 128, 256, 256, 512, 512, 64]
-
 
 class XrdFCN(nn.Module):
     def __init__(self, n_out: int, regression: bool, cfg: dict | None = None):
         super().__init__()
-        channels = [int(c) for c in cfg_get(cfg, "channels", CHANNELS)]
-        kernel = int(cfg_get(cfg, "kernel", 5))
-        dropout = float(cfg_get(cfg, "dropout", 0.2))
-        self.n_points = int(cfg_get(cfg, "n_points", 8192))
+        channels = [int(c) for c in cfg["channels"]]
+        kernel = int(cfg["kernel"])
+        dropout = float(cfg["dropout"])
+        self.n_points = int(cfg["n_points"])
         layers: list[nn.Module] = []
         prev = 1
         for ch in channels:

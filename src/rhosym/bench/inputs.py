@@ -1,6 +1,6 @@
 """Speed of the baseline inputs on MP-20: seconds per structure for XRD patterns and each graph kind.
 
-``rhosym bench inputs [--n 100] [--csv PATH]`` or ``python -m rhosym.bench_inputs``. Reads the first
+``rhosym bench inputs [--n 100] [--csv PATH]`` or ``python -m rhosym.bench.inputs``. Reads the first
 ``n`` rows of the MP-20 CSV (``cif`` column, P1 primitive cells), parses them with pymatgen (timed
 separately) and times :func:`rhosym.xrd.simulate` and :func:`rhosym.graphs.build_graph` (cgcnn, cogn)
 one structure at a time, single-threaded. Prints a small table and returns 0.

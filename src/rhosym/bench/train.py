@@ -34,7 +34,7 @@ import numpy as np
 
 from rhosym.models import MODELS, build_model, collate, input_kind
 
-log = logging.getLogger("rhosym.bench_train")
+log = logging.getLogger("rhosym.bench.train")
 
 PUBLISHED_SPARSE_CHANNELS = [128, 128, 256, 512, 1024]
 

@@ -1,0 +1,127 @@
+"""Seeded augmentations of sampled densities (training time; at evaluation only when ``evaluate:`` asks).
+
+* **Origin shift** (:func:`origin_shift`): the periodic density moved by a random fractional vector
+  ``t``: every point's fractional coordinates become ``x + t`` wrapped into the cell, values unchanged
+  (so the sum of the values, and ∫ρ of a dense grid shifted with :func:`shift_grid`, are kept exactly);
+  voxel indices are recomputed from the new positions, i.e. the shift happens before voxelization.
+* **Rotation** (:func:`rotate`): the Cartesian points rotated about the cell centre by a uniformly random
+  rotation; voxel indices are recomputed in the bounding box of the rotated cell, which must fit the
+  sampling frame (``sample.frame``): a rotation that does not fit is redrawn (3 tries), then skipped.
+* **Perturbations for training that holds up** (``train.augment.noise_snr``, ``blur``): additive
+  noise on the sampled values (rhosym.perturb.add_noise) and a smoothing of the values over the points
+  within the blur radius (a Gaussian kernel on the point cloud), on a random fraction of the samples.
+
+Every function takes a ``numpy.random.Generator``; the loaders seed it from (training seed, epoch, item).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rhosym.sampling import cell_origin
+
+
+def _corners(lattice: np.ndarray) -> np.ndarray:
+    c = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], dtype=float)
+    return c @ np.asarray(lattice, dtype=np.float64)
+
+
+def voxelize(xyz: np.ndarray, origin: np.ndarray, voxel: float, shape) -> np.ndarray | None:
+    """``[z, y, x]`` int32 voxel indices of ``xyz`` in a frame of ``shape``; None if any falls outside."""
+    ixyz = np.floor((np.asarray(xyz, dtype=np.float64) - origin) / float(voxel)).astype(np.int64)
+    if len(ixyz) and (ixyz.min() < 0 or (ixyz >= np.asarray(shape)[::-1]).any()):
+        return None
+    return np.ascontiguousarray(ixyz[:, ::-1]).astype(np.int32)
+
+
+def origin_shift(xyz: np.ndarray, lattice: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Points moved by fractional ``t`` and wrapped into the cell (Cartesian, float32)."""
+    lattice = np.asarray(lattice, dtype=np.float64)
+    frac = np.asarray(xyz, dtype=np.float64) @ np.linalg.inv(lattice) + np.asarray(t, dtype=np.float64)
+    frac -= np.floor(frac)
+    return (frac @ lattice).astype(np.float32)
+
+
+def shift_grid(rho: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """A dense periodic grid (..., nx, ny, nz) shifted by fractional ``t`` rounded to whole grid steps."""
+    shape = rho.shape[-3:]
+    steps = [int(round(float(ti) * n)) % n for ti, n in zip(t, shape)]
+    return np.roll(rho, steps, axis=(-3, -2, -1))
+
+
+def random_rotation(rng: np.random.Generator) -> np.ndarray:
+    """A uniformly random proper rotation matrix (3×3)."""
+    from scipy.spatial.transform import Rotation
+
+    return Rotation.random(random_state=np.random.default_rng(rng.integers(2**63))).as_matrix()
+
+
+def rotate(xyz: np.ndarray, lattice: np.ndarray, R: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(points rotated about the cell centre, rotated lattice rows)``."""
+    lattice = np.asarray(lattice, dtype=np.float64)
+    centre = 0.5 * lattice.sum(0)
+    out = (np.asarray(xyz, dtype=np.float64) - centre) @ R.T + centre
+    return out.astype(np.float32), lattice @ R.T
+
+
+def fits(lattice: np.ndarray, frame: float) -> bool:
+    c = _corners(lattice)
+    return bool((c.max(0) - c.min(0) <= frame).all())
+
+
+def transform_density_sample(sample: dict, lattice: np.ndarray, rng: np.random.Generator, voxel: float,
+                             frame: float, shift: bool = True, rotation: bool = True) -> dict:
+    """A density sample (``xyz, features, voxels, spatial_shape``) with a random origin shift and rotation;
+    voxels recomputed. The sample is returned unchanged where a step cannot apply."""
+    xyz = sample["xyz"]
+    lat = np.asarray(lattice, dtype=np.float64)
+    if shift:
+        xyz = origin_shift(xyz, lat, rng.random(3))
+    if rotation:
+        for _ in range(3):
+            R = random_rotation(rng)
+            rx, rl = rotate(xyz, lat, R)
+            if fits(rl, frame):
+                xyz, lat = rx, rl
+                break
+    shape = sample["spatial_shape"]
+    vox = voxelize(xyz, cell_origin(lat), voxel, shape)
+    if vox is None:  # cannot happen for a cell that fits; keep the input as it was
+        return sample
+    return {**sample, "xyz": np.asarray(xyz, dtype=np.float32), "voxels": vox}
+
+
+def smooth_values(xyz: np.ndarray, values: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian smoothing (standard deviation ``sigma`` Å) of point values over neighbouring points
+    (a normalized kernel within 3σ; no periodic images)."""
+    from scipy.spatial import cKDTree
+
+    if sigma <= 0 or len(xyz) == 0:
+        return values
+    tree = cKDTree(np.asarray(xyz, dtype=np.float64))
+    sdm = tree.sparse_distance_matrix(tree, 3.0 * sigma, output_type="ndarray")
+    w = np.exp(-0.5 * (sdm["v"] / sigma) ** 2)
+    n = len(xyz)
+    norm = np.bincount(sdm["i"], weights=w, minlength=n) + 1.0  # + the point itself (distance 0 is dropped)
+    v = np.asarray(values, dtype=np.float64)
+    out = np.empty_like(v)
+    for c in range(v.shape[1]):
+        out[:, c] = (np.bincount(sdm["i"], weights=w * v[sdm["j"], c], minlength=n) + v[:, c]) / norm
+    return out.astype(np.float32)
+
+
+def perturb_density_sample(sample: dict, rng: np.random.Generator, noise_snr: float = 0.0, blur: float = 0.0,
+                           fraction: float = 0.5) -> dict:
+    """Training-time robustness augmentation of a RAW density sample (values in e/Å³)."""
+    if (noise_snr <= 0 and blur <= 0) or rng.random() >= fraction:
+        return sample
+    f = np.asarray(sample["features"], dtype=np.float32)
+    if blur > 0:
+        res = rng.uniform(0.0, blur)
+        f = smooth_values(sample["xyz"], f, res / 2.3548)
+    if noise_snr > 0:
+        from rhosym.perturb import add_noise
+
+        snr = noise_snr * float(np.exp(rng.uniform(0.0, np.log(10.0))))  # SNR in [noise_snr, 10 noise_snr]
+        f = np.stack([add_noise(f[:, c], snr, rng) for c in range(f.shape[1])], 1).astype(np.float32)
+    return {**sample, "features": f}

@@ -1,0 +1,101 @@
+"""The results layout: every path of the workflow, written once (see ``docs/formats.md``).
+
+Patterns are relative to the results folder and use ``{ds}``, ``{shard}``, ``{model}``, ``{task}``,
+``{variant}``, ``{split}``, ``{name}``. :func:`path` fills them; :func:`pattern` fills some and leaves
+the others as Snakemake wildcards. An experiment's identity lives in its *variant* string
+(:func:`variant` / :func:`parse_variant`), e.g. ``grid-f1-formula-s0``, ``random-f1-n5000-none-s2``,
+``grid-f1-ftsynthetic-formula-s0`` (fine-tuned from the synthetic set's model),
+``grid-f1-zssynthetic-formula-s0`` (predictions of the synthetic set's model, zero-shot) or
+``grid-f1-aug-formula-s0`` (trained with the robustness augmentations, robustness.train_augment).
+"""
+
+from __future__ import annotations
+
+import re
+from string import Formatter
+
+MANIFEST = "{ds}/manifest.parquet"
+INGEST_REPORT = "{ds}/ingest_report.csv"
+INGEST_SHARD = "{ds}/ingest/shard-{shard}.parquet"
+SPLIT = "{ds}/splits/{split}.parquet"
+SPLIT_DISTRIBUTION = "{ds}/splits/{split}_distribution.csv"
+SPLIT_DISTRIBUTION_PRIMARY = "{ds}/split_distribution.csv"
+DENSITY_SHARD = "{ds}/density/shard-{shard}.zarr"
+STORE = "{ds}/{store}"  # an input's per-shard store (rhosym.registry.INPUTS[...].store)
+MODEL_DIR = "{ds}/models/{model}/{task}/{variant}"
+CHECKPOINT = MODEL_DIR + "/checkpoint.pt"
+LAST = MODEL_DIR + "/last.pt"
+HISTORY = MODEL_DIR + "/history.csv"
+PREDICTION = "{ds}/predictions/{model}/{task}/{variant}.parquet"
+SWEEP = "{ds}/predictions_sweep/{model}/{task}/{variant}/n{n}.parquet"
+ROBUST = "{ds}/robustness/{model}/{task}/{variant}/{perturbation}.parquet"
+METRICS_DIR = "{ds}/metrics"
+METRIC_FILES = {
+    "classification": "classification.csv", "classification_md": "classification.md",
+    "regression": "regression.csv", "regression_md": "regression.md",
+    "common_ids": "common_test_ids.csv", "per_seed": "per_seed.csv",
+}
+POINTS_SWEEP = "{ds}/metrics/points_sweep.csv"
+ROBUSTNESS = "{ds}/metrics/robustness.csv"
+FIGURE = "figures/{name}.{ext}"
+TABLE = "tables/{name}"
+LOG = "logs/{rule}/{job}.log"
+BENCHMARK = "benchmarks/{rule}/{job}.tsv"
+DOWNLOAD_DONE = "downloads/{ds}.done"
+
+
+def path(results: str, pattern: str, **fields) -> str:
+    """``results/`` + ``pattern`` with every field filled."""
+    return f"{results}/{pattern.format(**fields)}"
+
+
+def pattern(results: str, pattern_: str, **fixed) -> str:
+    """``results/`` + ``pattern_`` with the given fields filled and the others left as ``{field}``."""
+    names = {f for _, f, _, _ in Formatter().parse(pattern_) if f}
+    return f"{results}/" + pattern_.format(**{n: fixed.get(n, "{" + n + "}") for n in names})
+
+
+def log(results: str, rule: str, *parts: str) -> str:
+    return f"{results}/" + LOG.format(rule=rule, job="/".join(parts) or rule)
+
+
+def benchmark(results: str, rule: str, *parts: str) -> str:
+    return f"{results}/" + BENCHMARK.format(rule=rule, job="/".join(parts) or rule)
+
+
+# ---------------------------------------------------------------------------------------------- variants
+VARIANT_RE = re.compile(
+    r"^(?P<input>[a-z]+)-f(?P<features>\d+)(?:-n(?P<points>\d+))?(?:-ft(?P<pretrained>[A-Za-z0-9_]+?))?"
+    r"(?:-zs(?P<source>[A-Za-z0-9_]+?))?(?P<aug>-aug)?-(?P<split>none|formula|structure)-s(?P<seed>\d+)$")
+#: Snakemake wildcard constraint of {variant} (no named groups: Snakemake reads <name> as a path variable)
+VARIANT_CONSTRAINT = re.sub(r"\(\?P<\w+>", "(?:", VARIANT_RE.pattern[1:-1])
+
+
+def variant(input: str, features: int, split: str, seed: int, points: int = 0, pretrained: str | None = None,
+            source: str | None = None, robust: bool = False) -> str:
+    v = f"{input}-f{int(features)}"
+    if points:
+        v += f"-n{int(points)}"
+    if pretrained:
+        v += f"-ft{pretrained}"
+    if source:
+        v += f"-zs{source}"
+    if robust:
+        v += "-aug"
+    return f"{v}-{split}-s{int(seed)}"
+
+
+def parse_variant(text: str) -> dict:
+    """``{input, features, points, pretrained, source, split, seed}`` of a variant string."""
+    m = VARIANT_RE.match(text)
+    if not m:
+        raise ValueError(f"not an experiment variant: {text!r}")
+    d = m.groupdict()
+    return {"input": d["input"], "features": int(d["features"]), "points": int(d["points"] or 0),
+            "pretrained": d["pretrained"], "source": d["source"], "robust": bool(d["aug"]), "split": d["split"],
+            "seed": int(d["seed"])}
+
+
+def group_of(variant_: str) -> str:
+    """The variant without its seed (what metrics average over)."""
+    return re.sub(r"-s\d+$", "", variant_)
