@@ -100,7 +100,8 @@ def test_fixtures_are_readable(repo_root):
     fx = repo_root / "tests" / "fixtures" / "mp_tiny"
     units = list_units({"kind": "mp_chgcar", "path": str(fx)})
     assert len(units) == 12
-    spins = [read_chgcar(u).spin for u in units]
+    assert sorted(u.key for u in units) == [f"mp-{90001 + i}_CHGCAR.gz" for i in range(12)]
+    spins = [read_chgcar(u.ref).spin for u in units]
     assert 0 < sum(spins) < len(spins)
     import pandas as pd
 

@@ -84,7 +84,9 @@ def test_density_store_attributes_and_rejections(tmp_path):
             {"id": "nos", "kind": "synthetic", "status": "ok", "structure": None, "chgcar_path": None}]
     ingest = write_ingest(tmp_path / "shard-00000.parquet", rows)
     out = tmp_path / "density" / "shard-00000.zarr"
-    counts = run_density_shard(ingest, out, {"spacing": 0.2, "max_voxels": 60**3})
+    from rhosym.settings import DensitySettings
+
+    counts = run_density_shard(ingest, out, DensitySettings(spacing=0.2, max_voxels=60**3))
     assert counts == {"ok": 2, "rejected": 2}
     attrs = read_attrs(out)
     assert attrs["ids"] == ["nacl", "part"] and attrs["counts"] == counts
@@ -152,18 +154,70 @@ def test_cli_density_cif_and_chgcar(tmp_path, repo_root):
     assert main(["density", str(cif), "--out", str(out), "--spacing", "0.25"]) == 0
     (_, rho, a), = list(iter_density_store(out))
     assert abs(a["n_electrons"] - 112) < 0.56 and a["n_electrons_expected"] == 112
-    chg = repo_root / "resources" / "fixtures" / "mp_tiny" / "mp-90005_CHGCAR.gz"
+    chg = repo_root / "tests" / "fixtures" / "mp_tiny" / "mp-90005_CHGCAR.gz"
     out2 = tmp_path / "fe.zarr"
     assert main(["density", str(chg), "--out", str(out2), "--channels", "1"]) == 0
     (_, rho, a), = list(iter_density_store(out2))
     assert rho.shape[0] == 1 and abs(a["magnetic_moment"] - 2.2) < 1e-4 and abs(a["n_electrons"] - 8) < 1e-4
 
 
-def test_bench_dispatch():
+def test_bench_dispatch(monkeypatch):
+    import rhosym.bench.density
     from rhosym.cli import main
 
-    with pytest.raises(SystemExit, match="unknown benchmark"):
+    with pytest.raises(ValueError, match="unknown benchmark 'no_such_kind'; known: density, inputs, train"):
         main(["bench", "no_such_kind"])
+    seen = []
+    monkeypatch.setattr(rhosym.bench.density, "main", lambda argv: seen.append(argv) or 0)
+    assert main(["bench", "density", "--n", "3"]) == 0 and seen == [["--n", "3"]]
+
+
+def test_settings_objects_or_dicts():
+    from rhosym.density import density_of_row, density_path
+    from rhosym.settings import DensitySettings, parse_config
+
+    cfg = parse_config({"datasets": {"syn": {"kind": "synthetic", "n": 2},
+                                     "mp": {"kind": "mp_chgcar", "path": "x"}},
+                        "density": {"path": "direct"}})
+    assert density_path(cfg, "syn") == "direct" and density_path(cfg, "mp") == "dense"
+    assert density_path(parse_config({"datasets": {"syn": {"kind": "synthetic", "n": 2}}}), "syn") == "dense"
+    row = srow("nacl", nacl())
+    rho_d, a_d = density_of_row(row, {"spacing": 0.3, "b_iso": None})  # None: the default
+    rho_s, a_s = density_of_row(row, DensitySettings(spacing=0.3))
+    np.testing.assert_array_equal(rho_d, rho_s)
+    assert a_d == a_s and a_d["shape"] == [19, 19, 19] and a_d["n_electrons_expected"] == 112.0
+    assert abs(a_d["n_electrons"] - 112) < 0.005 * 112
+    # the tolerance on the electron count is a rejection reason
+    with pytest.raises(ValueError, match="differs from expected 112.0000 e by more than 0.00%"):
+        density_of_row(row, {"spacing": 0.3, "tolerance": 1e-9})
+    with pytest.raises(ValueError, match="max_voxels"):
+        density_of_row(row, {"spacing": 0.3, "max_voxels": 100})
+    with pytest.raises(ValueError, match="no structure"):
+        density_of_row({"id": "x", "kind": "cif_dir", "structure": None}, None)
+
+
+def test_read_charge_density_chgcar_and_mp_json(tmp_path, repo_root):
+    import gzip
+
+    from monty.json import MontyEncoder
+    from pymatgen.io.vasp import Chgcar
+
+    from rhosym.density import density_of_row, read_charge_density
+
+    chg = repo_root / "tests" / "fixtures" / "mp_tiny" / "mp-90005_CHGCAR.gz"
+    doc = {"task_id": "mp-123456", "data": Chgcar.from_file(str(chg)).as_dict()}
+    js = tmp_path / "mp-123456.json.gz"
+    with gzip.open(js, "wt") as fh:
+        json.dump(doc, fh, cls=MontyEncoder)
+    a, b = read_charge_density(chg), read_charge_density(js)
+    assert a.shape == b.shape and a.species == b.species == ["Fe"]
+    np.testing.assert_allclose(b.total, a.total, rtol=1e-12)
+    np.testing.assert_allclose(b.lattice, a.lattice, atol=1e-12)
+    assert b.n_electrons == pytest.approx(8.0, abs=1e-4) and b.magnetic_moment == pytest.approx(2.2, abs=1e-4)
+    rho, attrs = density_of_row({"id": "fe", "kind": "mp_chgcar", "chgcar_path": str(js)}, {"channels": 4})
+    assert rho.shape == (4, *a.shape) and attrs["channels"] == ["total", "magnetization", "up", "down"]
+    assert attrs["n_electrons"] == pytest.approx(8.0, abs=1e-4) and attrs["spin"]
+    np.testing.assert_allclose(rho[2] - rho[3], rho[1], atol=1e-5)
 
 
 def test_store_helpers_round_trip(tmp_path):

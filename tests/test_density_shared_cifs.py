@@ -4,8 +4,8 @@ import warnings
 
 import pytest
 
-from rhosym.density import dense_density
-from rhosym.ingest import density_cell
+from rhosym.cells import density_cell
+from rhosym.density import dense_density, expected_electrons
 from rhosym.structures import read_cif
 
 
@@ -24,6 +24,9 @@ def test_experimental_cifs_integrate_to_their_electron_count(shared_data):
                 s = density_cell(rec.structure, "conventional")
                 if s.volume > 1500:
                     continue
+                # a lattice transformation: the input's electrons per volume are kept exactly
+                per_volume = expected_electrons(rec.structure) / rec.structure.volume
+                assert expected_electrons(s) / s.volume == pytest.approx(per_volume, rel=1e-9), path.name
                 rho, info = dense_density(s, spacing=0.1)
                 assert rho.min() >= 0
                 assert info["n_electrons"] == pytest.approx(info["n_electrons_expected"], rel=5e-3), path.name

@@ -80,108 +80,137 @@ def test_regression_metrics_by_hand():
     assert ev.regression_metrics([], [])["n"] == 0
 
 
-def _write(root: Path, ds: str, model: str, task: str, inp: str, f: int, **cols) -> str:
-    p = root / ds / "predictions" / model / task / f"{inp}-f{f}.parquet"
+def _write(root: Path, ds: str, model: str, task: str, ids, y_true, y_pred, seed: int = 0, group: str | None = None,
+           trained_task: str | None = None, split: str = "formula", topk=None, trained_on: str | None = None,
+           name: str | None = None) -> str:
+    """A prediction file in the layout rhosym.infer writes."""
+    group = group or f"{model}-f1-{split}"
+    p = root / ds / "predictions" / model / (trained_task or task) / f"{name or group}-s{seed}.parquet"
     p.parent.mkdir(parents=True, exist_ok=True)
-    n = len(cols["y_true"])
-    df = pd.DataFrame({"dataset": ds, "model": model, "task": task, "input": inp, "features": f,
-                       "id": [f"id{i}" for i in range(n)], "split": cols.pop("split", ["test"] * n), **cols})
+    n = len(ids)
+    df = pd.DataFrame({"dataset": ds, "model": model, "task": task, "trained_task": trained_task or task,
+                       "input": model, "features": 1, "points": 0, "split": split, "seed": seed,
+                       "variant": f"{group}-s{seed}", "group": group, "trained_on": trained_on or ds,
+                       "id": list(ids), "y_true": list(y_true), "y_pred": list(y_pred)})
+    if topk is not None or task in ev.CLASS_TASKS:
+        df["topk"] = topk if topk is not None else [[v] for v in y_pred]
+        df["topk_prob"] = [[1.0] * len(t) for t in df["topk"]]
+    if p.exists():  # a joint network: several answered tasks in one file
+        df = pd.concat([pd.read_parquet(p), df], ignore_index=True)
     df.to_parquet(p, index=False)
     return str(p)
 
 
-def test_evaluate_predictions_writes_every_table(tmp_path, caplog):
-    cs = ["cubic", "cubic", "trigonal", "triclinic", "monoclinic"]
-    paths = [
-        _write(tmp_path, "d", "sparse_cnn", "crystal_system", "grid", 1, y_true=cs,
-               y_pred=["cubic", "trigonal", "trigonal", "triclinic", "cubic"],
-               topk=[["cubic"], ["trigonal", "cubic"], ["trigonal"], ["triclinic"], ["cubic"]],
-               topk_prob=[[0.9]] * 5, split=["test"] * 4 + ["val"]),
-        _write(tmp_path, "d", "xrd_fcn", "space_group", "xrd", 1, y_true=["225", "14", "2", None],
-               y_pred=["225", "14", "1", "1"], topk=[["225"], ["14"], ["1", "2"], ["1"]], topk_prob=[[1.0]] * 4),
-        _write(tmp_path, "d", "cogn", "band_gap", "graph", 1, y_true=[1.0, 2.0, 3.0, 4.0], y_pred=[1.5, 2, 2, 5]),
-        str(tmp_path / "d" / "predictions" / "cgcnn" / "space_group" / "graph-f1.parquet"),  # missing
-    ]
-    out = tmp_path / "d" / "metrics"
-    res = ev.evaluate_predictions(paths, out, "d")
-    cls = pd.read_csv(out / "classification.csv")
-    assert cls[["model", "task"]].values.tolist() == [["sparse_cnn", "crystal_system"], ["xrd_fcn", "space_group"]]
-    row = cls.iloc[0]
-    assert row["n"] == 4 and row["top1"] == 0.75 and row["top5"] == 1.0  # the val row is ignored
-    row = cls.iloc[1]
-    assert row["n"] == 3 and row["top1"] == pytest.approx(2 / 3) and row["top5"] == 1.0  # unlabelled row left out
-    reg = pd.read_csv(out / "regression.csv")
+def test_every_model_is_scored_on_the_common_test_ids(tmp_path):
+    """Each model keeps a different subset of the test split; metrics use the intersection, and each
+    model's full-test-set numbers sit beside them."""
+    ids = [f"s{i}" for i in range(6)]
+    cs = ["cubic", "cubic", "trigonal", "triclinic", "monoclinic", "cubic"]
+    p1 = _write(tmp_path, "d", "sparse_cnn", "crystal_system", ids, cs, cs)  # all right, all 6
+    # xrd drops s5 and s4, gets s0 wrong
+    p2 = _write(tmp_path, "d", "xrd_fcn", "crystal_system", ids[:4], cs[:4], ["trigonal"] + cs[1:4])
+    # the lattice control drops s1, is wrong on s2
+    keep = [0, 2, 3, 4, 5]
+    p3 = _write(tmp_path, "d", "lattice", "crystal_system", [ids[i] for i in keep], [cs[i] for i in keep],
+                ["cubic", "cubic", "triclinic", "monoclinic", "cubic"])
+    out = tmp_path / "m"
+    res = ev.evaluate_predictions([p1, p2, p3], out, "d", bootstrap=200)
+    common = pd.read_csv(out / "common_test_ids.csv")
+    assert sorted(common["id"]) == ["s0", "s2", "s3"]
+    cls = pd.read_csv(out / "classification.csv").set_index("model")
+    assert (cls["n"] == 3).all()
+    assert cls.loc["sparse_cnn", "top1"] == 1.0 and cls.loc["sparse_cnn", "n_full"] == 6
+    assert cls.loc["xrd_fcn", "top1"] == pytest.approx(2 / 3) and cls.loc["xrd_fcn", "n_full"] == 4
+    assert cls.loc["xrd_fcn", "top1_full"] == pytest.approx(3 / 4)
+    assert cls.loc["lattice", "top1"] == pytest.approx(2 / 3) and bool(cls.loc["lattice", "control"])
+    # margin over the lattice control in percentage points, on the common ids
+    assert cls.loc["sparse_cnn", "margin_lattice_pp"] == pytest.approx(100 / 3)
+    assert cls.loc["lattice", "margin_lattice_pp"] == 0
+    # models are listed control first
+    assert res["classification"]["model"].tolist()[0] == "lattice"
+    md = (out / "classification.md").read_text()
+    assert "margin over lattice (pp)" in md and "| 3 |" in md.replace("  ", " ").replace("  ", " ")
+
+
+def test_seeds_give_mean_sd_and_a_bootstrap_interval(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 400
+    ids = [f"s{i}" for i in range(n)]
+    truth = rng.choice(["cubic", "tetragonal"], n)
+    paths = []
+    accs = []
+    for seed, p_right in enumerate((0.7, 0.8, 0.9)):
+        right = rng.random(n) < p_right
+        pred = np.where(right, truth, np.where(truth == "cubic", "tetragonal", "cubic"))
+        accs.append(right.mean())
+        paths.append(_write(tmp_path, "d", "pointnet", "crystal_system", ids, truth, pred, seed=seed))
+    res = ev.evaluate_predictions(paths, tmp_path / "m", "d", bootstrap=1000)
+    r = res["classification"].iloc[0]
+    assert r["n_seeds"] == 3 and r["n"] == n
+    assert r["top1"] == pytest.approx(np.mean(accs)) and r["top1_sd"] == pytest.approx(np.std(accs, ddof=1))
+    assert r["top1_lo"] < r["top1"] < r["top1_hi"]
+    half = (r["top1_hi"] - r["top1_lo"]) / 2  # a binomial interval of the seed mean: about 1.96 * sqrt(pq/n)
+    assert 0.5 * 1.96 * np.sqrt(0.2 * 0.8 / n) < half < 1.5 * 1.96 * np.sqrt(0.2 * 0.8 / n)
+    assert r["macro_f1_lo"] <= r["macro_f1"] <= r["macro_f1_hi"]
+    per_seed = pd.read_csv(tmp_path / "m" / "per_seed.csv")
+    assert sorted(per_seed.query("set == 'common'")["top1"]) == pytest.approx(sorted(accs))
+
+
+def test_joint_network_answers_and_regression(tmp_path):
+    ids = ["a", "b", "c", "d"]
+    p = _write(tmp_path, "d", "sparse_cnn", "crystal_system", ids, ["cubic"] * 4, ["cubic"] * 3 + ["hexagonal"],
+               trained_task="symmetry")
+    p = _write(tmp_path, "d", "sparse_cnn", "space_group", ids, ["225"] * 4, ["225", "225", "221", "194"],
+               trained_task="symmetry")
+    q = _write(tmp_path, "d", "cogn", "band_gap", ids, [1.0, 2.0, 3.0, 4.0], [1.5, 2, 2, 5])
+    res = ev.evaluate_predictions([p, q], tmp_path / "m", "d", bootstrap=100)
+    cls = res["classification"].set_index("task")
+    assert cls.loc["crystal_system", "top1"] == 0.75 and cls.loc["space_group", "top1"] == 0.5
+    assert set(cls["trained_task"]) == {"symmetry"}
+    reg = pd.read_csv(tmp_path / "m" / "regression.csv")
     assert reg.loc[0, "mae"] == pytest.approx(0.625) and reg.loc[0, "unit"] == "eV"
-    assert reg.loc[0, "r2"] == pytest.approx(0.55)
-    assert "| sparse_cnn |" in (out / "classification.md").read_text().replace("  ", " ").replace("  ", " ")
-    assert "mae" in (out / "regression.md").read_text()
-    pc = pd.read_csv(out / "per_class" / "sparse_cnn-crystal_system-grid-f1.csv")
-    assert len(pc) == 7 and pc.set_index("label").loc["cubic", "recall"] == 0.5
-    c = pd.read_csv(out / "confusion" / "xrd_fcn-space_group-xrd-f1.csv", index_col=0)
-    assert c.shape == (230, 230) and c.to_numpy().sum() == 3 and c.loc[2, "1"] == 1
-    rates = pd.read_csv(out / "confusion" / "sparse_cnn-crystal_system-grid-f1-rates.csv", index_col=0)
-    assert rates.loc["cubic", "trigonal"] == 0.5 and rates.loc["hexagonal"].sum() == 0
-    assert len(res["skipped"]) == 1 and "unreadable" in next(iter(res["skipped"].values()))
+    assert reg.loc[0, "r2"] == pytest.approx(0.55) and reg.loc[0, "mae_lo"] < 0.625 < reg.loc[0, "mae_hi"]
+    idx = pd.read_csv(tmp_path / "m" / "confusion" / "index.csv")
+    f = idx[idx["task"] == "space_group"]["file"].iloc[0]
+    c = pd.read_csv(tmp_path / "m" / "confusion" / f, index_col=0)
+    assert c.shape == (230, 230) and c.loc[225, "221"] == 0.25
 
 
-def test_evaluate_without_regression_says_so(tmp_path):
-    p = _write(tmp_path, "d", "pointnet", "extinction_group", "random", 1, y_true=[1, 2], y_pred=[1, 2],
-               topk=[["1"], ["2"]], topk_prob=[[1.0]] * 2)
-    ev.evaluate_predictions([p], tmp_path / "m", "d")
+def test_unreadable_and_foreign_prediction_files_are_skipped(tmp_path):
+    p = _write(tmp_path, "d", "pointnet", "extinction_group", ["a", "b"], [1, 2], [1, 2])
+    bad = tmp_path / "bad.parquet"
+    pd.DataFrame({"x": [1]}).to_parquet(bad)
+    res = ev.evaluate_predictions([p, str(bad), str(tmp_path / "missing.parquet")], tmp_path / "m", "d")
+    assert len(res["skipped"]) == 2
     assert "No regression experiments" in (tmp_path / "m" / "regression.md").read_text()
-    assert pd.read_csv(tmp_path / "m" / "regression.csv").empty
     assert pd.read_csv(tmp_path / "m" / "classification.csv")["top1"].tolist() == [1.0]
 
 
-def test_sweep_table_and_paths(tmp_path):
-    from rhosym.workflow import Experiment
+def test_bootstrap_f1_matches_sklearn_on_the_full_sample():
+    from sklearn.metrics import f1_score
 
+    from rhosym import stats
+
+    rng = np.random.default_rng(3)
+    yt = rng.integers(0, 5, 300)
+    yp = np.where(rng.random(300) < 0.6, yt, rng.integers(0, 5, 300))
+    conf = np.zeros((1, 6, 6))
+    np.add.at(conf[0], (yt, yp), 1)
+    assert stats.f1_from_confusion(conf)[0] == pytest.approx(f1_score(yt, yp, average="macro"))
+    lo, hi = stats.bootstrap_f1(yt, yp[None], 5, 300)
+    assert lo < f1_score(yt, yp, average="macro") < hi
+
+
+def test_sweep_table(tmp_path):
     files = []
     for n, acc in ((500, 0.5), (2000, 1.0)):
-        p = tmp_path / "d" / "predictions_sweep" / "pointnet" / "crystal_system" / "random-f1" / f"n{n}.parquet"
-        p.parent.mkdir(parents=True, exist_ok=True)
+        p = tmp_path / f"n{n}.parquet"
         yp = ["cubic", "cubic"] if acc == 1.0 else ["cubic", "trigonal"]
-        pd.DataFrame({"id": ["a", "b"], "split": "test", "y_true": ["cubic", "cubic"], "y_pred": yp}).to_parquet(p)
+        pd.DataFrame({"dataset": "d", "split": "none", "model": "pointnet", "task": "crystal_system",
+                      "trained_task": "crystal_system", "group": "random-f1-none", "input": "random", "features": 1,
+                      "max_points": n, "seed": 0, "id": ["a", "b"], "y_true": ["cubic", "cubic"],
+                      "y_pred": yp}).to_parquet(p)
         files.append(str(p))
     t = ev.run_sweep_table(files, str(tmp_path / "sweep.csv"))
-    assert t[["dataset", "model", "input", "features", "max_points", "top1"]].values.tolist() == [
-        ["d", "pointnet", "random", 1, 500, 0.5], ["d", "pointnet", "random", 1, 2000, 1.0]]
-    exps = [Experiment("d", "pointnet", "crystal_system", "grid", 1), Experiment("d", "cgcnn", "crystal_system",
-                                                                                  "graph", 1),
-            Experiment("e", "sparse_cnn", "band_gap", "grid", 4)]
-    cfg = {"points_sweep": [100, 200], "points_sweep_models": ["pointnet", "sparse_cnn"],
-           "points_sweep_tasks": ["crystal_system"]}
-    assert ev.sweep_paths(exps, cfg, "res", "d") == [
-        "res/d/predictions_sweep/pointnet/crystal_system/grid-f1/n100.parquet",
-        "res/d/predictions_sweep/pointnet/crystal_system/grid-f1/n200.parquet"]
-    assert ev.sweep_paths(exps, cfg, "res", "e") == []
-    assert ev.prediction_paths(exps, "res", "d") == ["res/d/predictions/pointnet/crystal_system/grid-f1.parquet",
-                                                     "res/d/predictions/cgcnn/crystal_system/graph-f1.parquet"]
-
-
-def test_points_sweep_loads_once_and_passes_max_points(tmp_path, monkeypatch):
-    from rhosym import infer
-
-    calls = {"load": 0, "predict": []}
-
-    def fake_load(path, device="cpu", registry=None):
-        calls["load"] += 1
-        return "model", {"task": "crystal_system"}
-
-    def fake_predict(checkpoint, stores, manifest, split_table, split="test", out=None, max_points=None, **kw):
-        calls["predict"].append((checkpoint, split, max_points, kw["top_k"], kw["seed"]))
-        df = pd.DataFrame({"task": "crystal_system", "id": ["a", "b"], "split": split,
-                           "y_true": ["cubic", "cubic"], "y_pred": ["cubic", "trigonal" if max_points < 1000 else
-                                                                    "cubic"]})
-        df.to_parquet(out)
-        return df
-
-    monkeypatch.setattr(infer, "load_checkpoint", fake_load)
-    monkeypatch.setattr(infer, "predict_split", fake_predict)
-    outs = [str(tmp_path / "n500.parquet"), str(tmp_path / "n2000.parquet")]
-    s = ev.run_points_sweep("ckpt.pt", ["s.zarr"], "m.parquet", "split.parquet", outs, [500, 2000],
-                            {"top_k": 5, "device": "cpu", "seed": 3})
-    assert calls["load"] == 1
-    assert calls["predict"] == [(("model", {"task": "crystal_system"}), "test", 500, 5, 3),
-                                (("model", {"task": "crystal_system"}), "test", 2000, 5, 3)]
-    assert [r["top1"] for r in s] == [0.5, 1.0] and all(Path(o).exists() for o in outs)
+    assert t[["dataset", "model", "input", "max_points", "top1"]].values.tolist() == [
+        ["d", "pointnet", "random", 500, 0.5], ["d", "pointnet", "random", 2000, 1.0]]

@@ -18,8 +18,17 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 CRYSTAL_SYSTEMS = ("triclinic", "monoclinic", "orthorhombic", "tetragonal", "trigonal", "hexagonal", "cubic")
 SG_FIRST = (1, 3, 16, 75, 143, 168, 195, 231)
-MODELS = ("cogn", "cgcnn", "xrd_fcn", "pointnet", "sparse_cnn")
-SKILL = {"cogn": 0.55, "cgcnn": 0.5, "xrd_fcn": 0.75, "pointnet": 0.85, "sparse_cnn": 0.93}
+MODELS = ("lattice", "cogn", "cgcnn", "xrd_fcn", "pointnet", "sparse_cnn")
+SKILL = {"lattice": 0.6, "cogn": 0.55, "cgcnn": 0.5, "xrd_fcn": 0.75, "pointnet": 0.85, "sparse_cnn": 0.93}
+INPUT = {"lattice": "lattice", "cogn": "cogn", "cgcnn": "cgcnn", "xrd_fcn": "xrd", "pointnet": "grid",
+         "sparse_cnn": "grid"}
+
+
+def _key(ds, model, task, input_, features=1, seed=0, split="formula", points=0):
+    group = f"{input_}-f{features}" + (f"-n{points}" if points else "") + f"-{split}"
+    return {"dataset": ds, "model": model, "task": task, "trained_task": task, "input": input_,
+            "features": features, "points": points, "split": split, "seed": seed, "variant": f"{group}-s{seed}",
+            "group": group, "trained_on": ds}
 
 
 def _cs_of_sg(sg: np.ndarray) -> np.ndarray:
@@ -27,7 +36,7 @@ def _cs_of_sg(sg: np.ndarray) -> np.ndarray:
 
 
 def fake_predictions(ds: str, model: str, task: str, n: int, rng: np.random.Generator,
-                     input_: str = "grid", features: int = 1) -> pd.DataFrame:
+                     input_: str = "grid", features: int = 1, seed: int = 0, points: int = 0) -> pd.DataFrame:
     sg = rng.choice(np.arange(1, 231), size=n, p=_sg_prior())
     cs = _cs_of_sg(sg)
     skill = SKILL[model] - (0.05 if ds == "mp" else 0.0)
@@ -56,8 +65,8 @@ def fake_predictions(ds: str, model: str, task: str, n: int, rng: np.random.Gene
             cands.insert(2, t)
         topk.append(lab(cands[:5]))
     return pd.DataFrame({
-        "dataset": ds, "model": model, "task": task, "input": input_, "features": features,
-        "id": [f"{ds}-{i}" for i in range(n)], "split": "test", "y_true": lab(true), "y_pred": lab(pred),
+        **_key(ds, model, task, input_, features, seed, points=points),
+        "id": [f"{ds}-{i}" for i in range(n)], "y_true": lab(true), "y_pred": lab(pred),
         "topk": topk, "topk_prob": [list(np.sort(rng.random(5))[::-1] / 2) for _ in range(n)],
     })
 
@@ -70,11 +79,10 @@ def _sg_prior() -> np.ndarray:
 
 def fake_regression(ds: str, model: str, task: str, n: int, rng, features: int = 1, input_: str = "graph"):
     y = rng.gamma(1.5, 1.0, n) if task == "band_gap" else rng.normal(-1.5, 0.8, n)
-    err = {"cogn": 0.2, "cgcnn": 0.3, "xrd_fcn": 0.5, "pointnet": 0.45, "sparse_cnn": 0.35}[model]
+    err = {"lattice": 0.7, "cogn": 0.2, "cgcnn": 0.3, "xrd_fcn": 0.5, "pointnet": 0.45, "sparse_cnn": 0.35}[model]
     err = err * (0.7 if features == 4 else 1.0)
-    return pd.DataFrame({"dataset": ds, "model": model, "task": task, "input": input_, "features": features,
-                         "id": [f"{ds}-{i}" for i in range(n)], "split": "test", "y_true": y,
-                         "y_pred": y + rng.normal(0, err, n)})
+    return pd.DataFrame({**_key(ds, model, task, input_, features), "id": [f"{ds}-{i}" for i in range(n)],
+                         "y_true": y, "y_pred": y + rng.normal(0, err, n)})
 
 
 def fake_history(model: str, task: str, epochs: int, rng) -> pd.DataFrame:
@@ -112,14 +120,21 @@ def make_fake_results(root: Path, datasets=("mp", "icsd"), models=MODELS,
         for model in models:
             if ds == "icsd" and model == "cogn":  # as in the paper: no coGN on ICSD
                 continue
-            inp = "grid" if model in ("pointnet", "sparse_cnn") else ("xrd" if model == "xrd_fcn" else "graph")
+            inp = INPUT[model]
             for task in tasks:
-                df = fake_predictions(ds, model, task, n, rng, inp)
-                p = root / ds / "predictions" / model / task / f"{inp}-f1.parquet"
-                p.parent.mkdir(parents=True, exist_ok=True)
-                df.to_parquet(p, index=False)
-                preds.append(str(p))
-                h = root / ds / "models" / model / task / f"{inp}-f1" / "history.csv"
+                for seed in (0, 1):
+                    df = fake_predictions(ds, model, task, n, rng, inp, seed=seed)
+                    p = root / ds / "predictions" / model / task / f"{df['variant'][0]}.parquet"
+                    p.parent.mkdir(parents=True, exist_ok=True)
+                    df.to_parquet(p, index=False)
+                    preds.append(str(p))
+                if model in ("pointnet", "sparse_cnn"):  # trained at each point-cloud size (figS8)
+                    for npts in (500, 2000):
+                        df = fake_predictions(ds, model, task, n, rng, inp, points=npts)
+                        p = root / ds / "predictions" / model / task / f"{df['variant'][0]}.parquet"
+                        df.to_parquet(p, index=False)
+                        preds.append(str(p))
+                h = root / ds / "models" / model / task / f"{inp}-f1-formula-s0" / "history.csv"
                 h.parent.mkdir(parents=True, exist_ok=True)
                 fake_history(model, task, 30, rng).to_csv(h, index=False)
                 out["history"].append(str(h))
@@ -128,12 +143,13 @@ def make_fake_results(root: Path, datasets=("mp", "icsd"), models=MODELS,
                     feats = (1, 4) if model == "sparse_cnn" else (1,)
                     for f in feats:
                         df = fake_regression(ds, model, task, n, rng, f, inp)
-                        p = root / ds / "predictions" / model / task / f"{inp}-f{f}.parquet"
+                        p = root / ds / "predictions" / model / task / f"{df['variant'][0]}.parquet"
                         p.parent.mkdir(parents=True, exist_ok=True)
                         df.to_parquet(p, index=False)
                         preds.append(str(p))
         out["predictions"][ds] = preds
-        d = root / ds / "split_distribution.csv"
+        d = root / ds / "splits" / "formula_distribution.csv"
+        d.parent.mkdir(parents=True, exist_ok=True)
         fake_distribution(4000 if ds == "mp" else 6000, rng).to_csv(d, index=False)
         out["distribution"][ds] = str(d)
         rows = []
@@ -143,7 +159,8 @@ def make_fake_results(root: Path, datasets=("mp", "icsd"), models=MODELS,
             for task in tasks:
                 for npts in (500, 1000, 2000, 5000, 10000, 20000):
                     acc = SKILL[model] * (1 - 0.5 * np.exp(-npts / (3000 if model == "pointnet" else 1200)))
-                    rows.append({"dataset": ds, "model": model, "task": task, "input": "grid", "features": 1,
+                    rows.append({"dataset": ds, "split": "formula", "model": model, "task": task,
+                                 "trained_task": task, "group": "grid-f1-formula", "input": "grid", "features": 1,
                                  "max_points": npts, "n": n, "top1": acc, "macro_f1": acc - 0.05})
         s = root / ds / "metrics" / "points_sweep.csv"
         s.parent.mkdir(parents=True, exist_ok=True)
@@ -153,7 +170,7 @@ def make_fake_results(root: Path, datasets=("mp", "icsd"), models=MODELS,
 
 
 # ------------------------------------------------------------------------------------------------ tests
-FIGS = ("fig3", "fig4", "fig4_supp", "figS7", "figS8", "figS11")
+FIGS = ("fig3", "fig4", "fig4_supp", "figS7", "figS8", "figS8_sweep", "figS11", "figRobust")
 
 
 @pytest.fixture(autouse=True)
@@ -170,14 +187,36 @@ def fake(tmp_path_factory):
     root = tmp_path_factory.mktemp("results")
     paths = make_fake_results(root, n=120)
     for ds, preds in paths["predictions"].items():
-        evaluate_predictions(preds, root / ds / "metrics", ds)
+        evaluate_predictions(preds, root / ds / "metrics", ds, bootstrap=100)
     ds = list(paths["predictions"])
     inputs = {"classification": [str(root / d / "metrics/classification.csv") for d in ds],
               "regression": [str(root / d / "metrics/regression.csv") for d in ds],
               "confusion": [str(root / d / "metrics/confusion") for d in ds],
               "distribution": [paths["distribution"][d] for d in ds],
-              "sweep": [paths["sweep"][d] for d in ds], "history": paths["history"]}
+              "sweep": [paths["sweep"][d] for d in ds], "history": paths["history"],
+              "robust": [str(fake_robustness(root, rng_seed=1))]}
     return root, ds, inputs
+
+
+def fake_robustness(root: Path, rng_seed: int = 0) -> Path:
+    from rhosym.perturb import PERTURBATIONS
+    from rhosym.robustness import robustness_table
+
+    rng = np.random.default_rng(rng_seed)
+    rows = []
+    for model, perts in (("sparse_cnn", ("noise", "blur", "wedge")), ("xrd_fcn", ("xrd_noise", "xrd_shift"))):
+        for aug in (False, True):
+            for pert in perts:
+                for k, lv in enumerate(PERTURBATIONS[pert].levels):
+                    for i in range(40):
+                        rows.append({"dataset": "mp", "model": model, "trained_task": "symmetry",
+                                     "group": "g-aug" if aug else "g", "seed": 0, "augmented": aug,
+                                     "perturbation": pert, "strength": lv, "strength_label": str(lv), "order": k,
+                                     "unit": PERTURBATIONS[pert].unit, "task": "crystal_system", "id": f"s{i}",
+                                     "correct": bool(rng.random() < 0.9 - 0.1 * k * (0.5 if aug else 1))})
+    p = root / "mp" / "metrics" / "robustness.csv"
+    robustness_table([pd.DataFrame(rows)], 100).to_csv(p, index=False)
+    return p
 
 
 def _assert_figure(png: Path, pdf: Path):
@@ -191,7 +230,7 @@ def test_every_figure_writes_png_and_pdf(fake, which, tmp_path):
 
     root, ds, inputs = fake
     out = {"png": str(tmp_path / f"{which}.png"), "pdf": str(tmp_path / f"{which}.pdf")}
-    run_figure(which, inputs, out, {"datasets": ds})
+    run_figure(which, inputs, out, {"datasets": ds, "splits": {d: "formula" for d in ds}})
     _assert_figure(Path(out["png"]), Path(out["pdf"]))
 
 
@@ -201,8 +240,8 @@ def test_fig4_outlines_the_seattle_zone_and_marks_missing_models(fake, tmp_path)
     from rhosym.figures import plot_fig4, read_rates
 
     root, ds, inputs = fake
-    rates = {d: read_rates(c, "crystal_system") for d, c in zip(ds, inputs["confusion"])}
-    assert set(rates["mp"]) == {"cogn", "cgcnn", "xrd_fcn", "pointnet", "sparse_cnn"}
+    rates = {d: read_rates(c, "crystal_system", dataset=d, split="formula") for d, c in zip(ds, inputs["confusion"])}
+    assert set(rates["mp"]) == {"lattice", "cogn", "cgcnn", "xrd_fcn", "pointnet", "sparse_cnn"}
     assert "cogn" not in rates["icsd"]
     models = ["cogn", "cgcnn", "xrd_fcn", "pointnet", "sparse_cnn"]
     fig = plot_fig4({d: {m: r.get(m) for m in models} for d, r in rates.items()}, tmp_path / "f.png", None,
@@ -227,17 +266,21 @@ def test_fig3_bars_match_the_metrics(fake, tmp_path):
     fig = plot_fig3(tabs, tmp_path / "f.png")
     ax = fig.axes[0]  # mp, crystal system
     heights = sorted(round(b.get_height(), 6) for b in ax.patches)
-    want = tabs["mp"].query("task == 'crystal_system'")["top1"].mul(100).round(6).sort_values().tolist()
-    assert heights == want
-    assert len(fig.axes[3].patches) == 4  # icsd has no coGN bar
+    main = tabs["mp"].query("task == 'crystal_system' and points == 0")
+    want = main["top1"].mul(100).round(6).sort_values().tolist()
+    assert heights == want and len(heights) == 6  # seeds pooled, sized variants left to figS8
+    assert len(fig.axes[3].patches) == 5  # icsd has no coGN bar
+    assert "n = 120" in ax.get_title() and "2 seeds" in ax.get_title()
+    # error bars: the bootstrap interval; the lattice control's dashed line
+    assert len(ax.lines) >= 6 + 1
 
 
 def test_figures_with_missing_pieces(tmp_path):
     from rhosym.figures import plot_fig3, plot_fig4_supp, plot_figS8, plot_figS11, run_figure
 
     # a data set with one model and one task
-    one = pd.DataFrame([{"dataset": "x", "model": "pointnet", "task": "crystal_system", "input": "random",
-                         "features": 1, "n": 10, "top1": 0.8, "top5": 1.0, "macro_f1": 0.7, "weighted_f1": 0.75}])
+    one = pd.DataFrame([{**_key("x", "pointnet", "crystal_system", "random"), "n": 10, "n_seeds": 1, "top1": 0.8,
+                         "top1_sd": 0.0, "top5": 1.0, "macro_f1": 0.7, "weighted_f1": 0.75}])
     plot_fig3({"x": one}, tmp_path / "a.png", tmp_path / "a.pdf")
     _assert_figure(tmp_path / "a.png", tmp_path / "a.pdf")
     # nothing at all: still a (labelled, empty) figure
@@ -261,17 +304,21 @@ def test_tables(fake, tmp_path):
     out = {f"s{i}_{e}": str(tmp_path / f"s{i}.{e}") for i in (1, 2, 3) for e in ("csv", "md")}
     run_figure("tables", inputs, out, {"datasets": ds})
     s1 = pd.read_csv(out["s1_csv"])
-    assert len(s1) == 9  # 5 models on mp, 4 on icsd
-    assert s1["dataset"].tolist()[:5] == ["mp"] * 5 and s1["model"].tolist()[:5] == list(MODELS)
+    # per data set and task: 6 models (5 on icsd) plus the two sized variants of each density model
+    assert len(s1) == 3 * (6 + 4) + 3 * (5 + 4)
+    first = s1[(s1["dataset"] == "mp") & (s1["task"] == "crystal_system")]["model"].tolist()
+    assert first[0] == "lattice" and first.index("cogn") < first.index("sparse_cnn grid")
+    assert {"n", "accuracy (%)", "95% CI", "margin over lattice (pp)", "n_full"} <= set(s1.columns)
     cls = pd.read_csv(inputs["classification"][0])
-    want = 100 * cls.query("model == 'sparse_cnn' and task == 'space_group'")["top1"].iloc[0]
-    got = s1.query("dataset == 'mp' and model == 'sparse_cnn'")["space_group acc (%)"].iloc[0]
-    assert got == pytest.approx(want)
+    r = cls.query("model == 'sparse_cnn' and task == 'space_group' and points == 0").iloc[0]
+    got = s1.query("dataset == 'mp' and model == 'sparse_cnn grid' and task == 'space_group'").iloc[0]
+    assert got["accuracy (%)"].split(" ± ")[0] == f"{100 * r['top1']:.1f}"
+    assert float(got["margin over lattice (pp)"]) == pytest.approx(r["margin_lattice_pp"], abs=0.06)
     s2 = pd.read_csv(out["s2_csv"])
-    assert len(s2) == 5 and {"band_gap MAE (eV)", "formation_energy MAE (eV/atom)"} <= set(s2.columns)
+    assert len(s2) == 2 * 6 and {"MAE", "unit", "margin over lattice (MAE reduction)"} <= set(s2.columns)
     reg = pd.read_csv(inputs["regression"][0])
-    assert s2.query("model == 'cogn'")["band_gap MAE (eV)"].iloc[0] == pytest.approx(
-        reg.query("model == 'cogn' and task == 'band_gap'")["mae"].iloc[0], rel=1e-5)
+    want = reg.query("model == 'cogn' and task == 'band_gap'")["mae"].iloc[0]
+    assert float(s2.query("model == 'cogn' and task == 'band_gap'")["MAE"].iloc[0]) == pytest.approx(want, abs=6e-5)
     s3 = pd.read_csv(out["s3_csv"])
     assert s3[["model", "task"]].values.tolist() == [["sparse_cnn", "band_gap"], ["sparse_cnn", "formation_energy"]]
     assert (s3["MAE 4 features"] < s3["MAE 1 feature"]).all()

@@ -7,12 +7,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rhosym import ingest
+from rhosym import ingest, shards
 from tests.fixtures.make_fixtures import EXPECTED_CIF, EXPECTED_CSV
 
 ROOT = Path(__file__).resolve().parents[1]
 FIX = ROOT / "tests" / "fixtures"
 LABELS = {"symprec": 0.1, "angle_tolerance": 5.0}
+
+
+def _ingest(name, ds, shard=0, shard_size=100, labels=LABELS, ingest_cfg=None, seed=0, out_path=None):
+    """One ingest shard as the Snakemake rule runs it: the shard's units from rhosym.shards."""
+    units = shards.shard_units(ds, shard, shard_size)
+    return ingest.ingest_shard(name, ds, shard, units, labels, ingest_cfg, out_path, seed=seed)
 
 
 def _structure(js):
@@ -23,8 +29,7 @@ def _structure(js):
 
 @pytest.fixture(scope="module")
 def cif_rows():
-    return ingest.ingest_shard("cif_tiny", {"kind": "cif_dir", "path": str(FIX / "cif_tiny")}, 0, 100,
-                               LABELS, None)
+    return _ingest("cif_tiny", {"kind": "cif_dir", "path": str(FIX / "cif_tiny")})
 
 
 def test_cif_tiny_labels_and_rejections(cif_rows):
@@ -46,6 +51,18 @@ def test_cif_tiny_labels_and_rejections(cif_rows):
     assert df.set_index("id").loc["LiOH_monoclinic", "crystal_system"] == "monoclinic"
     assert bool(df.set_index("id").loc["LiFeNiO_mixed", "partial_occupancy"])
     assert not bool(df.set_index("id").loc["NaCl_cubic", "partial_occupancy"])
+    # new columns: the unit (file key), spglib's and the declared labels, the tolerance, the cell
+    d = df.set_index("id")
+    assert d.loc["two_blocks:W_bcc", "unit"] == d.loc["two_blocks:Si_diamond", "unit"] == "two_blocks.cif"
+    assert d.loc["bad_unparsable", "unit"] == "bad_unparsable.cif" and (df["shard"] == "00000").all()
+    ok = df[df["status"] == "ok"]
+    assert (ok["spglib_space_group"] == ok["space_group"]).all() and (ok["label_source"] == "spglib").all()
+    assert (ok["label_symprec"] == 0.1).all() and (ok["cell"] == "conventional").all()
+    # every CIF of cif_tiny declares its space group (number or H-M symbol), and spglib agrees
+    assert (ok["declared_space_group"] == ok["space_group"]).all()
+    assert d.loc["Cu_symbol_only", "declared_space_group"] == 225  # from the H-M symbol alone
+    assert pd.isna(d.loc["bad_unparsable", "declared_space_group"]) and pd.isna(d.loc["bad_unparsable", "cell"])
+    assert df["task_id"].isna().all()
 
 
 def test_cif_density_cell_is_conventional_and_keeps_b_iso(cif_rows):
@@ -78,11 +95,15 @@ def test_build_manifest_and_report(cif_rows, tmp_path):
     assert rep.loc[rep["status"] == "ok", "count"].item() == 12
     assert rep.loc[rep["status"] == "rejected", "count"].sum() == 4
     assert "zero or negative occupancy" in set(rep["reason"])
+    labels = dict(zip(rep.loc[rep["status"] == "labels", "reason"], rep.loc[rep["status"] == "labels", "count"]))
+    assert labels == {"declares a space group": 12, "declared space group equals spglib's": 12,
+                      "declared space group differs from spglib's": 0, "labelled at symprec 0.1": 12,
+                      "label from spglib": 12}
 
 
 def test_csv_tiny():
-    df = ingest.ingest_shard("csv_tiny", {"kind": "cdvae_csv", "path": str(FIX / "csv_tiny.csv")}, 0, 100,
-                             LABELS, None)
+    ds = {"kind": "cdvae_csv", "path": str(FIX / "csv_tiny.csv")}
+    df = _ingest("csv_tiny", ds)
     assert len(df) == 16 and (df["status"] == "ok").all()
     d = df.set_index("id")
     for uid, sg in EXPECTED_CSV.items():
@@ -90,20 +111,147 @@ def test_csv_tiny():
     assert (df["formation_energy"] < 0).sum() >= 10 and d.loc["tiny-3", "band_gap"] == pytest.approx(4.5)
     assert d.loc["tiny-1", "n_sites"] == 8  # conventional, not the primitive P1 cell of the CSV
     assert d.loc["tiny-1", "source"].endswith("csv_tiny.csv#0")
-    # shards of 5 rows give the same rows
-    parts = [ingest.ingest_shard("csv_tiny", {"kind": "cdvae_csv", "path": str(FIX / "csv_tiny.csv")}, k, 5,
-                                 LABELS, None) for k in range(4)]
-    assert pd.concat(parts)["id"].tolist() == df["id"].tolist()
+    assert d.loc["tiny-1", "unit"] == "csv_tiny.csv:tiny-1"
+    # the CIF strings are written in P1: that is what they declare (no space-group column in this CSV)
+    assert (df["declared_space_group"] == 1).all()
+    # shards of 5 rows (16 units -> 4 shards) give the same rows, each in the shard its unit hashes to
+    parts = [_ingest("csv_tiny", ds, k, 5) for k in range(4)]
+    assert sum(len(p) for p in parts) == 16 and all(len(p) for p in parts)
+    both = pd.concat(parts).set_index("id").loc[df["id"]]
+    assert both["structure"].tolist() == df["structure"].tolist()
+    assert both["space_group"].tolist() == df["space_group"].tolist()
+    for k, p in enumerate(parts):
+        assert (p["shard"] == shards.shard_name(k)).all()
+        assert all(shards.shard_index(u, 4) == k for u in p["unit"])
+
+
+def test_csv_declared_space_group_column(tmp_path):
+    src = pd.read_csv(FIX / "csv_tiny.csv").iloc[:3]
+    src["spacegroup.number"] = [225, 221, 225]  # tiny-2 (KCl, Fm-3m) mislabelled on purpose
+    path = tmp_path / "d.csv"
+    src.to_csv(path, index=False)
+    df = _ingest("d", {"kind": "cdvae_csv", "path": str(path)}).set_index("id")
+    assert df["declared_space_group"].tolist() == [225, 221, 225]
+    assert df["spglib_space_group"].tolist() == [225, 225, 225] == df["space_group"].tolist()
+    rep = ingest.ingest_report(df.reset_index())
+    assert rep.set_index("reason").loc["declared space group differs from spglib's", "count"] == 1
+    dec = _ingest("d", {"kind": "cdvae_csv", "path": str(path)}, labels={**LABELS, "source": "declared"})
+    dec = dec.set_index("id")
+    assert dec.loc["tiny-2", "space_group"] == 221 and dec.loc["tiny-2", "label_source"] == "declared"
+    assert dec.loc["tiny-2", "spglib_space_group"] == 225 and dec.loc["tiny-2", "symbol"] == "Pm-3m"
+
+
+def _write_cifs(folder):
+    """NaCl declaring Fm-3m (with its operations), NaCl written in P1 (declares P1) and the same P1
+    text without any space-group item (declares nothing; read as P1)."""
+    from pymatgen.core import Lattice, Structure
+    from pymatgen.io.cif import CifWriter
+
+    folder.mkdir(parents=True, exist_ok=True)
+    nacl = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    (folder / "nacl_fm3m.cif").write_text((FIX / "cif_tiny" / "NaCl_cubic.cif").read_text())
+    p1 = str(CifWriter(nacl))
+    assert "_symmetry_Int_Tables_number   1" in p1 or "_symmetry_Int_Tables_number 1" in p1
+    (folder / "nacl_p1.cif").write_text(p1)
+    lines = [x for x in p1.splitlines() if not x.startswith(("_symmetry_space_group_name", "_symmetry_Int_Tables"))]
+    (folder / "nacl_nodecl.cif").write_text("\n".join(lines) + "\n")
+
+
+def test_declared_space_group_is_read_and_reported(tmp_path):
+    _write_cifs(tmp_path / "cifs")
+    cfg = {"results": str(tmp_path / "res"), "datasets": {"c": {"kind": "cif_dir", "path": str(tmp_path / "cifs")}}}
+    man = ingest.ingest_dataset(cfg, "c").set_index("id")
+    assert (man["status"] == "ok").all() and (man["spglib_space_group"] == 225).all()
+    assert man.loc["nacl_fm3m", "declared_space_group"] == 225 and man.loc["nacl_p1", "declared_space_group"] == 1
+    assert pd.isna(man.loc["nacl_nodecl", "declared_space_group"])
+    assert (man["space_group"] == 225).all() and (man["label_source"] == "spglib").all()
+    rep = pd.read_csv(tmp_path / "res" / "c" / "ingest_report.csv")
+    lab = rep[rep["status"] == "labels"].set_index("reason")["count"].to_dict()
+    assert lab == {"declares a space group": 2, "declared space group equals spglib's": 1,
+                   "declared space group differs from spglib's": 1, "labelled at symprec 0.1": 3,
+                   "label from spglib": 3}
+    # labels.source: declared takes the declared group where there is one (spglib's stays in the manifest)
+    cfg["labels"] = {"source": "declared"}
+    man = ingest.ingest_dataset(cfg, "c", tmp_path / "dec").set_index("id")
+    p1 = man.loc["nacl_p1"]
+    assert (p1["space_group"], p1["symbol"], p1["crystal_system"], p1["label_source"]) == (1, "P1", "triclinic",
+                                                                                          "declared")
+    assert p1["spglib_space_group"] == 225 and p1["extinction_group"] == 1
+    assert man.loc["nacl_nodecl", "label_source"] == "spglib" and man.loc["nacl_nodecl", "space_group"] == 225
+    assert man.loc["nacl_fm3m", "label_source"] == "declared" and man.loc["nacl_fm3m", "space_group"] == 225
+    rep = pd.read_csv(tmp_path / "dec" / "ingest_report.csv")
+    lab = rep[rep["status"] == "labels"].set_index("reason")["count"].to_dict()
+    assert lab["label from declared"] == 2 and lab["label from spglib"] == 1
+
+
+def _close_pair(d=0.05):
+    """Cl atoms 0.05 Å apart: spglib finds nothing at symprec 0.1 or 0.05, P4mm (99) at 0.01."""
+    from pymatgen.core import Lattice, Structure
+
+    return Structure(Lattice.cubic(4.0), ["Na", "Cl", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5], [0.5 + d / 4, 0.5, 0.5]])
+
+
+def test_prepare_checks_labels_and_cell():
+    from pymatgen.core import Lattice, Structure
+
+    from rhosym.settings import IngestSettings, LabelsSettings
+
+    loose = {"min_distance": 0.01}
+    # the ladder (labels.ladder: 0.05, 0.01, ...) labels what symprec 0.1 cannot, and records the tolerance
+    cell, lab = ingest.prepare(_close_pair(), "conventional", LabelsSettings(), loose)
+    assert (lab["space_group"], lab["spglib_space_group"], lab["label_symprec"]) == (99, 99, 0.01)
+    assert lab["label_source"] == "spglib" and lab["cell"] == "conventional" and lab["declared_space_group"] is None
+    assert len(cell) == 3
+    with pytest.raises(ingest.StructureRejected, match="no symmetry found"):
+        ingest.prepare(_close_pair(), "conventional", {"ladder": []}, loose)
+    # spglib finds nothing at all, but a declared group is label enough with source: declared
+    with pytest.raises(ingest.StructureRejected, match="no symmetry found"):
+        ingest.prepare(_close_pair(), "as_is", {"ladder": []}, loose, declared=123)
+    cell, lab = ingest.prepare(_close_pair(), "as_is", {"ladder": [], "source": "declared"}, loose, declared=123)
+    assert (lab["space_group"], lab["symbol"], lab["label_source"]) == (123, "P4/mmm", "declared")
+    assert lab["spglib_space_group"] is None and np.isnan(lab["label_symprec"])
+    # the structure checks come first: the default min_distance rejects the pair
+    with pytest.raises(ingest.StructureRejected, match="atoms closer than 0.5 A"):
+        ingest.prepare(_close_pair(), "conventional", LabelsSettings(), IngestSettings())
+    assert ingest.check_structure(_close_pair(), IngestSettings()).startswith("atoms closer than")
+    assert ingest.check_structure(_close_pair(), loose) == ""
+    assert ingest.check_structure(Structure(Lattice.cubic(3), [], []), {}) == "no atoms"
+    # the cell checks look at the density cell: primitive NaCl (2 sites) becomes 8 sites conventional
+    prim = Structure(Lattice([[0, 2.82, 2.82], [2.82, 0, 2.82], [2.82, 2.82, 0]]), ["Na", "Cl"],
+                     [[0, 0, 0], [0.5, 0.5, 0.5]])
+    assert len(ingest.prepare(prim, "as_is", {}, {"max_sites": 4})[0]) == 2
+    with pytest.raises(ingest.StructureRejected, match="8 sites over max_sites 4"):
+        ingest.prepare(prim, "conventional", {}, {"max_sites": 4})
+    with pytest.raises(ingest.StructureRejected, match="cell volume 179 A\\^3 over max_volume 100"):
+        ingest.prepare(prim, "conventional", {}, {"max_volume": 100})
+    assert ingest.check_cell(prim, {"max_volume": 100}) == ""
+
+
+def test_ladder_in_the_manifest_and_report(tmp_path):
+    folder = tmp_path / "cifs"
+    _write_cifs(folder)
+    _close_pair().to(filename=str(folder / "close.cif"))
+    cfg = {"results": str(tmp_path / "res"), "ingest": {"min_distance": 0.01},
+           "datasets": {"c": {"kind": "cif_dir", "path": str(folder)}}}
+    man = ingest.ingest_dataset(cfg, "c").set_index("id")
+    assert man.loc["close", "status"] == "ok" and man.loc["close", "label_symprec"] == 0.01
+    assert man.loc["close", "space_group"] == 99 and man.loc["nacl_p1", "label_symprec"] == 0.1
+    rep = pd.read_csv(tmp_path / "res" / "c" / "ingest_report.csv")
+    lab = rep[rep["status"] == "labels"].set_index("reason")["count"].to_dict()
+    assert lab["labelled at symprec 0.1"] == 3 and lab["labelled at symprec 0.01"] == 1
+    cfg["labels"] = {"ladder": []}
+    man = ingest.ingest_dataset(cfg, "c", tmp_path / "noladder").set_index("id")
+    assert man.loc["close", "status"] == "rejected" and man.loc["close", "reason"].startswith("no symmetry found")
 
 
 def test_synthetic_is_independent_of_shard_size():
     from rhosym.synthetic import synthetic_structure
 
     cfg = {"kind": "synthetic", "n": 6, "space_groups": "all", "max_atoms": 12}
-    a = pd.concat([ingest.ingest_shard("syn", cfg, k, 4, LABELS, None, seed=3) for k in range(2)])
-    b = ingest.ingest_shard("syn", cfg, 0, 8, LABELS, None, seed=3)
-    assert a["id"].tolist() == b["id"].tolist() == [f"syn-{i}" for i in range(6)]
-    assert a["structure"].tolist() == b["structure"].tolist()
+    a = pd.concat([_ingest("syn", cfg, k, 4, seed=3) for k in range(2)]).set_index("id")
+    b = _ingest("syn", cfg, 0, 8, seed=3)
+    assert sorted(a.index) == b["id"].tolist() == sorted(f"syn-{i}" for i in range(6))
+    assert a.loc[b["id"], "structure"].tolist() == b["structure"].tolist()
     assert (b["status"] == "ok").sum() >= 5
     ok = b[b["status"] == "ok"]
     assert (ok["n_sites"] <= 12).all() and ok["symbol"].notna().all()
@@ -113,8 +261,8 @@ def test_synthetic_is_independent_of_shard_size():
 
 def test_synthetic_impossible_group_is_a_rejected_row():
     cfg = {"kind": "synthetic", "n": 2, "space_groups": [230], "max_atoms": 8}
-    df = ingest.ingest_shard("syn", cfg, 0, 10, LABELS, None)
-    assert (df["status"] == "rejected").all()
+    df = _ingest("syn", cfg, 0, 10)
+    assert len(df) == 2 and (df["status"] == "rejected").all()
     assert df["reason"].str.contains("no composition of at most 8 atoms fits space group 230").all()
 
 
@@ -135,24 +283,56 @@ def test_mp_chgcar_kind(tmp_path):
     _write_chgcar(d / "mp-2_CHGCAR", ["Cu"], [[0, 0, 0]], Lattice.cubic(3.61))
     raw = (d / "mp-2_CHGCAR").read_bytes()
     (d / "mp-3_CHGCAR").write_bytes(raw[: len(raw) // 2])
-    pd.DataFrame({"material_id": ["mp-1", "mp-3"], "band_gap": [5.2, 0.0],
-                  "formation_energy_per_atom": [-2.2, 0.1]}).to_csv(tmp_path / "meta.csv", index=False)
+    # a file named by its task id: labels join on the material id the metadata gives it
+    _write_chgcar(d / "mp-1004_CHGCAR", ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]],
+                  Lattice([[0, 2.82, 2.82], [2.82, 0, 2.82], [2.82, 2.82, 0]]))
+    pd.DataFrame({"material_id": ["mp-1", "mp-3", "mp-4"], "task_id": ["mp-1001", "mp-1003", "mp-1004"],
+                  "band_gap": [5.2, 0.0, 5.0], "formation_energy_per_atom": [-2.2, 0.1, -2.1]}).to_csv(
+        tmp_path / "meta.csv", index=False)
     cfg = {"kind": "mp_chgcar", "path": str(d), "metadata": str(tmp_path / "meta.csv")}
-    df = ingest.ingest_shard("mp", cfg, 0, 10, LABELS, None).set_index("id")
+    assert shards.shard_inputs(cfg, 0, 10)[-1] == str(tmp_path / "meta.csv")
+    df = _ingest("mp", cfg, 0, 10).set_index("id")
+    assert sorted(df.index) == ["mp-1", "mp-2", "mp-3", "mp-4"]
     assert df.loc["mp-1", "status"] == "ok" and df.loc["mp-1", "space_group"] == 221
     assert df.loc["mp-1", "band_gap"] == pytest.approx(5.2) and df.loc["mp-1", "formation_energy"] == -2.2
+    assert df.loc["mp-1", "task_id"] == "mp-1001" and pd.isna(df.loc["mp-2", "task_id"])
     assert np.isnan(df.loc["mp-2", "band_gap"])
     assert df.loc["mp-2", "n_sites"] == 1  # the CHGCAR's own cell, not a conventional one
+    assert (df.loc[df["status"] == "ok", "cell"] == "as_is").all()
     assert df.loc["mp-3", "status"] == "rejected" and "truncated" in df.loc["mp-3", "reason"]
-    assert df.loc["mp-1", "chgcar_path"].endswith("mp-1_CHGCAR")
+    assert df.loc["mp-1", "chgcar_path"].endswith("mp-1_CHGCAR") and df.loc["mp-1", "unit"] == "mp-1_CHGCAR"
+    m4 = df.loc["mp-4"]
+    assert (m4["status"], m4["task_id"], m4["unit"], m4["space_group"], m4["n_sites"]) == \
+        ("ok", "mp-1004", "mp-1004_CHGCAR", 225, 2)
+    assert m4["band_gap"] == pytest.approx(5.0)
 
 
 def test_limits_reject_with_reasons():
     cfg = {"kind": "cif_dir", "path": str(FIX / "cif_tiny")}
-    df = ingest.ingest_shard("c", cfg, 0, 100, LABELS, {"max_sites": 10, "max_volume": 150.0}).set_index("id")
+    df = _ingest("c", cfg, ingest_cfg={"max_sites": 10, "max_volume": 150.0}).set_index("id")
     assert df.loc["Al2O3_corundum_trigonal", "reason"].startswith("cell volume")
     assert df.loc["Al2O3_corundum_trigonal", "status"] == "rejected"
+    assert df.loc["LiOH_monoclinic", "reason"] == "cell volume 228 A^3 over max_volume 150.0"
     assert df.loc["two_blocks:W_bcc", "status"] == "ok"
+    sites = _ingest("c", cfg, ingest_cfg={"max_sites": 10}).set_index("id")
+    assert sites.loc["LiOH_monoclinic", "reason"] == "12 sites over max_sites 10"
+    assert sites.loc["Al2O3_corundum_trigonal", "reason"] == "30 sites over max_sites 10"
+    assert (sites["status"] == "ok").sum() == 12 - 2
+
+
+def test_units_as_pairs_and_out_path(tmp_path):
+    """The Snakemake rule passes the units as [key, ref] pairs (rhosym.workflow.ingest_units)."""
+    ds = {"kind": "cdvae_csv", "path": str(FIX / "csv_tiny.csv")}
+    units = shards.shard_units(ds, 0, 100)[:3]
+    pairs = [[u.key, list(u.ref)] for u in units]
+    out = tmp_path / "ingest" / "shard-00000.parquet"
+    df = ingest.ingest_shard("csv_tiny", ds, "00000", pairs, LABELS, None, out)
+    assert df["unit"].tolist() == [u.key for u in units] and (df["status"] == "ok").all()
+    back = pd.read_parquet(out)
+    assert back["id"].tolist() == df["id"].tolist() and not list(out.parent.glob("*.tmp-*"))
+    rows = ingest.read_ingest(out)
+    assert [r["id"] for r in rows] == df["id"].tolist()
+    assert ingest.structure_from_json(rows[0]["structure"]).composition.reduced_formula in ("NaCl", "CsCl", "SrTiO3")
 
 
 @pytest.mark.parametrize("name,want", [("mp-149_CHGCAR.gz", "mp-149"), ("mp-13.chgcar", "mp-13"),
@@ -160,45 +340,6 @@ def test_limits_reject_with_reasons():
 def test_chgcar_id(name, want):
     assert ingest.chgcar_id(name) == want
     assert ingest.chgcar_id("mp-5/CHGCAR") == "mp-5"
-
-
-class _FakeChgcar:
-    def __init__(self, mid):
-        self.mid = mid
-
-    def write_file(self, path):
-        Path(path).write_text(f"fake {self.mid}\n")
-
-
-class _FakeRester:
-    def __init__(self):
-        self.calls = []
-
-    def get_charge_density_from_material_id(self, mid):
-        self.calls.append(mid)
-        if mid == "mp-404":
-            return None
-        if mid == "mp-500":
-            raise RuntimeError("server says no")
-        return _FakeChgcar(mid)
-
-
-def test_download_mp_caches_and_logs_missing(tmp_path, caplog):
-    import gzip
-
-    cfg = {"kind": "mp_chgcar", "path": str(tmp_path / "mp"), "mp_ids": ["mp-1", "mp-404", "mp-2", "mp-500"]}
-    fake = _FakeRester()
-    with caplog.at_level("WARNING", logger="rhosym.ingest"):
-        res = ingest.download_mp(cfg, client=fake)
-    assert res["downloaded"] == ["mp-1", "mp-2"] and set(res["missing"]) == {"mp-404", "mp-500"}
-    assert "mp-404 has no charge density" in caplog.text
-    with gzip.open(tmp_path / "mp" / "mp-1_CHGCAR.gz", "rt") as fh:
-        assert fh.read() == "fake mp-1\n"
-    assert "mp-404\tno charge density" in (tmp_path / "mp" / "missing.txt").read_text()
-    fake2 = _FakeRester()
-    res2 = ingest.download_mp(cfg, client=fake2)
-    assert res2["skipped"] == ["mp-1", "mp-2"] and fake2.calls == ["mp-404", "mp-500"]
-    assert not list((tmp_path / "mp").glob("*.tmp-*"))
 
 
 def test_labels_cli(capsys):

@@ -1,4 +1,5 @@
-"""The five networks, the spconv CPU shim and the training benchmark (CPU, small widths)."""
+"""The study networks (five plus the lattice control), the spconv CPU shim and the training benchmark
+(CPU, small widths)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from rhosym.models import spconv_shim
-from rhosym.bench_train import in_features_of, synthetic_samples
-from rhosym.models import EXTRA_MODELS, INPUT_KIND, MODELS, build_model, collate, sample_size
+from rhosym.bench.train import in_features_of, synthetic_samples
+from rhosym.models import INPUT_KIND, MODELS, build_model, collate, model_config, sample_size, spconv_shim
 from rhosym.models.common import GaussianExpansion, n_params, segment_max
+
+EXTRA_MODELS = ("dense_cnn",)  # built by build_model for the benchmark, not a study model
 
 DENSITY_KW = {"points": 300, "frame": 16.0, "voxel": 0.5}
 # Small widths so that every test runs in about a second on one core.
@@ -20,6 +22,7 @@ SMALL = {
     "xrd_fcn": {"channels": [4, 4, 8, 8, 8, 8, 16, 16, 16, 16, 32, 32, 16], "dropout": 0.0},
     "cgcnn": {"atom_fea_len": 16, "h_fea_len": 32},
     "cogn": {"units": 32, "depth": 2, "edge_layers": 2},
+    "lattice": {"hidden": [16, 16], "dropout": 0.0},
 }
 
 
@@ -32,19 +35,53 @@ def _one_thread():
     torch.set_num_threads(n)
 
 
+def _lattice_samples(n: int, seed: int = 0) -> list[dict]:
+    """Per-sample dicts of the lattice control: the 13 features of rhosym.loaders.lattice_features."""
+    from rhosym.loaders import lattice_features
+
+    rng = np.random.default_rng(seed)
+    params = np.column_stack([rng.uniform(3, 12, (n, 3)), rng.uniform(60, 120, (n, 3))])
+    return [{"lattice": f} for f in lattice_features(params)]
+
+
 def _samples(name: str, n: int = 4, seed: int = 0) -> list[dict]:
-    kw = DENSITY_KW if (INPUT_KIND.get(name) or "density") == "density" else {}
+    if INPUT_KIND[name] == "lattice":
+        return _lattice_samples(n, seed)
+    kw = DENSITY_KW if INPUT_KIND[name] == "density" else {}
     if name in ("cgcnn", "cogn"):
         kw = {"atoms": 8, "n_atom_fea": 16, "neighbours": 6}
     return synthetic_samples(name, n, seed=seed, **kw)
 
 
+def _in_features(name: str, samples: list[dict]) -> int:
+    if INPUT_KIND[name] == "lattice":
+        return int(samples[0]["lattice"].shape[0])
+    return in_features_of(name, samples)
+
+
 def test_registry_contract():
-    assert MODELS == ("sparse_cnn", "pointnet", "xrd_fcn", "cgcnn", "cogn")
+    assert set(MODELS) == {"sparse_cnn", "pointnet", "xrd_fcn", "cgcnn", "cogn", "lattice"}
+    assert "dense_cnn" not in MODELS
     assert INPUT_KIND == {"sparse_cnn": "density", "pointnet": "density", "xrd_fcn": "xrd",
-                          "cgcnn": "cgcnn", "cogn": "cogn"}
-    with pytest.raises(ValueError):
+                          "cgcnn": "cgcnn", "cogn": "cogn", "lattice": "lattice", "dense_cnn": "density"}
+    with pytest.raises(ValueError, match="unknown model"):
         build_model("nope", 2, False, 1)
+
+
+def test_architecture_block_is_validated():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="atom_fea_lenn"):  # a typo is an error, not ignored
+        build_model("cgcnn", 2, False, 16, {"atom_fea_lenn": 8})
+    with pytest.raises(ValidationError, match="dropout"):
+        build_model("pointnet", 2, False, 1, {"dropout": 1.5})
+    with pytest.raises(ValueError, match="same length"):
+        build_model("sparse_cnn", 2, False, 1, {"channels": [8, 8], "blocks": [0, 1, 1, 1, 1]})
+    # the module reads the resolved dict: defaults of the registry class, then the block
+    cg = build_model("cgcnn", 3, False, 16, {"atom_fea_len": 24, "n_conv": 2})
+    assert cg.embedding.out_features == 24 and len(cg.convs) == 2 and cg.expand.n == 41
+    assert model_config("lattice", None, False) == {"hidden": [128, 128, 64], "dropout": 0.1}
+    assert model_config("cgcnn", {"n_conv": 2}, True)["n_conv"] == 2
 
 
 def test_spconv_shim_patches_every_caller():
@@ -95,7 +132,7 @@ def test_sparse_input_averages_points_sharing_a_voxel():
 def test_shapes_every_model_both_heads(name, regression):
     samples = _samples(name, 3)
     n_out = 1 if regression else 11
-    model = build_model(name, n_out, regression, in_features_of(name, samples), SMALL[name])
+    model = build_model(name, n_out, regression, _in_features(name, samples), SMALL[name])
     out = model(collate(name, samples))
     assert out.shape == (3, n_out) and torch.isfinite(out).all()
     model.eval()
@@ -115,24 +152,46 @@ def test_published_sizes():
     assert len(cogn.blocks) == 5 and cogn.expand.n == 32 and float(cogn.expand.centres[-1]) == 8.0
     cg = build_model("cgcnn", 230, False, 92)
     assert cg.expand.n == 41 and len(cg.convs) == 3 and cg.embedding.out_features == 64
-    from rhosym.models.common import resnet_config
-
-    assert resnet_config(None, False) == {"channels": [128, 128, 256, 512, 1024], "blocks": [0, 1, 2, 2, 3],
-                                          "strides": [1, 2, 2, 2, 2], "kernel": 3, "head": [512, 256],
-                                          "dropout": 0.0}
-    assert resnet_config(None, True)["blocks"] == [0, 2, 3, 4, 3]
+    assert model_config("sparse_cnn", None, False) == {"channels": [128, 128, 256, 512, 1024],
+                                                       "blocks": [0, 1, 2, 2, 3], "strides": [1, 2, 2, 2, 2],
+                                                       "kernel": 3, "head": [512, 256], "dropout": 0.0}
+    assert model_config("sparse_cnn", None, True)["blocks"] == [0, 2, 3, 4, 3]
+    assert model_config("dense_cnn", None, True)["head"] == [512, 256, 128]
     sp = build_model("sparse_cnn", 1, True, 4, {"channels": [8, 8, 8, 8, 1024], "blocks": [0, 0, 0, 0, 1]})
     assert [m.out_features for m in sp.head if isinstance(m, torch.nn.Linear)] == [512, 256, 128, 1]
     assert sum(isinstance(m, torch.nn.BatchNorm1d) for m in sp.head) == 3
     pn = build_model("pointnet", 7, False, 1)
     assert [m.out_features for m in pn.layers] == [64, 128, 1024]
+    lat = build_model("lattice", 230, False, 13)
+    assert [m.out_features for m in lat.modules() if isinstance(m, torch.nn.Linear)] == [128, 128, 64, 230]
+    assert sum(isinstance(m, torch.nn.LayerNorm) for m in lat.modules()) == 3
+
+
+def test_lattice_control_reads_the_lattice_features():
+    from rhosym.loaders import lattice_features
+
+    f = lattice_features(np.array([[4.0, 4.0, 4.0, 90, 90, 90], [3.0, 3.0, 5.0, 90, 90, 120]]))
+    assert f.shape == (2, 13) and f.dtype == np.float32
+    np.testing.assert_allclose(f[0], [4, 4, 4, 90, 90, 90, 0, 0, 0, 1, 1, 1, 4], atol=1e-6)
+    np.testing.assert_allclose(f[1, 6:9], [0, 0, -0.5], atol=1e-6)
+    np.testing.assert_allclose(f[1, 12], np.cbrt(9 * 5 * np.sqrt(3) / 2), rtol=1e-6)
+    samples = [{"lattice": x, "y": k} for k, x in enumerate(f)]
+    batch = collate("lattice", samples)
+    assert set(batch) == {"lattice", "y"} and batch["lattice"].shape == (2, 13)
+    assert sample_size("lattice", samples[0]) == 1
+    model = build_model("lattice", 7, False, 13, SMALL["lattice"]).eval()
+    with torch.no_grad():
+        out = model(batch)
+        assert out.shape == (2, 7)
+        # the answer depends on the cell shape only: the same lattice gives the same logits
+        torch.testing.assert_close(model(collate("lattice", [samples[1]]))[0], out[1])
 
 
 @pytest.mark.parametrize("name", MODELS)
 def test_regression_head_reaches_negative_targets(name):
     torch.manual_seed(0)
     samples = _samples(name, 4)
-    model = build_model(name, 1, True, in_features_of(name, samples), SMALL[name])
+    model = build_model(name, 1, True, _in_features(name, samples), SMALL[name])
     last = [m for m in model.modules() if not list(m.children())][-1]
     assert isinstance(last, (torch.nn.Linear, torch.nn.Conv1d))  # no ReLU at the end
     batch = collate(name, samples)
@@ -153,7 +212,7 @@ def test_regression_head_reaches_negative_targets(name):
 def test_loss_falls_when_overfitting_a_tiny_batch(name):
     torch.manual_seed(0)
     samples = _samples(name, 4, seed=1)
-    model = build_model(name, 4, False, in_features_of(name, samples), SMALL[name])
+    model = build_model(name, 4, False, _in_features(name, samples), SMALL[name])
     batch = collate(name, samples)
     y = torch.tensor([0, 1, 2, 3])
     opt = torch.optim.Adam(model.parameters(), lr=3e-3 if name == "xrd_fcn" else 1e-2)
@@ -222,7 +281,7 @@ def test_collate_graphs_offsets_and_sizes():
 
 
 def test_bench_train_runs(capsys):
-    from rhosym import bench_train
+    from rhosym.bench import train as bench_train
 
     rc = bench_train.main(["--models", "xrd_fcn", "cgcnn", "cogn", "--steps", "1", "--warmup", "0",
                            "--batch-size", "2", "--no-compare", "--classes", "7"])

@@ -203,8 +203,9 @@ def test_label_nacl():
     lab = symmetry.label_structure(s)
     assert lab == {"space_group": 225, "symbol": "Fm-3m", "crystal_system": "cubic",
                    "extinction_group": symmetry.extinction_group(225),
-                   "extinction_symbol": symmetry.extinction_symbol(225)}
+                   "extinction_symbol": symmetry.extinction_symbol(225), "symprec": 0.1}
     assert lab["extinction_symbol"] == "m-3m F"
+    assert symmetry.label_structure(s, symprec=0.01)["symprec"] == 0.01
 
 
 def test_label_disordered_nacl():
@@ -250,6 +251,205 @@ def test_label_failure_is_value_error():
     with pytest.raises(ValueError, match=r"spglib \(symprec=0.1, angle_tolerance=5.0\)") as err:
         symmetry.label_structure(s)
     assert "\n" not in str(err.value)
+
+
+def _close_pair(d=0.05):
+    """Cl atoms ``d`` Å apart: spglib gives up at symprec 0.1 and 0.05 (atoms closer than the tolerance)
+    and finds P4mm at 0.01."""
+    from pymatgen.core import Lattice, Structure
+
+    return Structure(Lattice.cubic(4.0), ["Na", "Cl", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5], [0.5 + d / 4, 0.5, 0.5]])
+
+
+def test_ladder_labels_what_symprec_rejects():
+    s = _close_pair()
+    with pytest.raises(ValueError, match=r"symprec=0.1"):
+        symmetry.label_structure(s, 0.1)
+    lab = symmetry.label_structure(s, 0.1, 5.0, ladder=(0.05, 0.01, 1e-3))
+    assert (lab["space_group"], lab["symbol"], lab["crystal_system"], lab["symprec"]) == (99, "P4mm", "tetragonal",
+                                                                                          0.01)
+    # a ladder that never gets low enough: one line naming every tolerance tried
+    with pytest.raises(ValueError, match=r"and at symprec 0.05, 0.08") as err:
+        symmetry.label_structure(s, 0.1, 5.0, ladder=(0.05, 0.08, 0.1))
+    assert "\n" not in str(err.value)
+
+
+def test_ladder_is_tried_in_order(monkeypatch):
+    from pymatgen.core import Structure
+
+    s = Structure(_fcc(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    real, tried = symmetry._label_once, []
+
+    def picky(structure, symprec, angle_tolerance):
+        tried.append(symprec)
+        if symprec > 0.002:
+            raise ValueError(f"spglib (symprec={symprec}) found no symmetry")
+        return real(structure, symprec, angle_tolerance)
+
+    monkeypatch.setattr(symmetry, "_label_once", picky)
+    lab = symmetry.label_structure(s, 0.1, 5.0, ladder=[0.1, 0.05, 0.001, 1e-5])
+    assert tried == [0.1, 0.05, 0.001] and lab["symprec"] == 0.001 and lab["space_group"] == 225
+
+
+def test_sg_symbol():
+    assert [symmetry.sg_symbol(n) for n in (1, 14, 62, 167, 186, 225, 227)] == \
+        ["P1", "P2_1/c", "Pnma", "R-3c", "P6_3mc", "Fm-3m", "Fd-3m"]
+    with pytest.raises(ValueError):
+        symmetry.sg_symbol(231)
+
+
+def test_declared_space_group():
+    dec = symmetry.declared_space_group
+    assert dec({"_space_group_IT_number": "62"}) == 62
+    assert dec({"_symmetry_Int_Tables_number": ["225(1)"]}) == 225
+    # a number out of range or unreadable falls back to the symbol
+    assert dec({"_space_group_IT_number": "0", "_symmetry_space_group_name_H-M": "'F m -3 m'"}) == 225
+    assert dec({"_symmetry_Int_Tables_number": "?", "_space_group_name_H-M_alt": "P 21/c"}) == 14
+    assert dec({"_symmetry_space_group_name_H-M": "?"}) is None
+    assert dec({"_symmetry_space_group_name_H-M": "not a group"}) is None
+    assert dec({}) is None
+
+
+# ------------------------------------------------------------------------------------------------
+# density cells (rhosym.cells)
+
+
+def _nacl_conv(a=5.64):
+    from pymatgen.core import Lattice, Structure
+
+    return Structure.from_spacegroup("Fm-3m", Lattice.cubic(a), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+
+
+def _integer_combination(new, old):
+    """``M`` with ``new = M @ old`` (lattice rows); asserts that it is integral."""
+    m = np.linalg.solve(old.T, new.T).T
+    np.testing.assert_allclose(m, np.rint(m), atol=1e-8)
+    return np.rint(m)
+
+
+def _assert_same_cartesian_atoms(out, inp):
+    """Every atom of ``inp`` sits (same species, same Cartesian position up to a lattice vector of ``out``)
+    in ``out``, and every atom of ``out`` is one of ``inp``'s atoms moved by such a vector or by a
+    lattice vector of ``inp``."""
+    def hits(a, b_struct, lattices):
+        for site in a:
+            ok = False
+            for other in b_struct:
+                if other.species != site.species:
+                    continue
+                for lat in lattices:
+                    f = lat.get_fractional_coords(other.coords - site.coords)
+                    if np.allclose(f, np.rint(f), atol=1e-8):
+                        ok = True
+                        break
+                if ok:
+                    break
+            assert ok, site
+
+    hits(inp, out, [out.lattice])
+    hits(out, inp, [inp.lattice, out.lattice])
+
+
+def test_strained_nacl_keeps_its_strain_except_refined():
+    from rhosym.cells import USES_SYMMETRY, density_cell
+
+    strained = _nacl_conv()
+    strained.apply_strain([0, 0, 0.01])  # c: 5.64 -> 5.6964
+    prim = strained.get_primitive_structure()
+    assert len(prim) == 2 and symmetry.label_structure(prim)["space_group"] == 225  # within symprec 0.1
+    for inp in (strained, prim):
+        conv = density_cell(inp, "conventional", 0.1, 5.0)
+        assert len(conv) == 8 and conv.composition.reduced_formula == "NaCl"
+        np.testing.assert_allclose(sorted(conv.lattice.abc), [5.64, 5.64, 5.6964], atol=1e-9)
+        np.testing.assert_allclose(conv.lattice.angles, 90, atol=1e-9)
+        assert conv.volume == pytest.approx(len(conv) / len(inp) * inp.volume, rel=1e-12)
+        # a lattice transformation of the input: integer rows, same frame, same atoms
+        _integer_combination(conv.lattice.matrix, inp.lattice.matrix)
+        _assert_same_cartesian_atoms(conv, inp)
+
+        nig = density_cell(inp, "niggli")
+        assert nig.volume == pytest.approx(inp.volume, rel=1e-12) and len(nig) == len(inp)
+        assert abs(round(np.linalg.det(_integer_combination(nig.lattice.matrix, inp.lattice.matrix)))) == 1
+        assert max(nig.lattice.abc) - min(nig.lattice.abc) > 0.01  # not made cubic
+
+        ref = density_cell(inp, "conventional_refined", 0.1, 5.0)
+        assert len(ref) == 8
+        np.testing.assert_allclose(ref.lattice.abc, [ref.lattice.a] * 3, atol=1e-8)
+        np.testing.assert_allclose(ref.lattice.angles, 90, atol=1e-8)
+        assert ref.lattice.a == pytest.approx((5.64 * 5.64 * 5.6964) ** (1 / 3), abs=1e-3)
+        assert symmetry.label_structure(ref, 1e-5)["space_group"] == 225
+        assert density_cell(inp, "as_is") is inp
+    # the strain is what makes the conventional cell tetragonal at a tight tolerance
+    conv = density_cell(strained, "conventional", 0.1, 5.0)
+    assert symmetry.label_structure(conv, 0.01)["crystal_system"] == "tetragonal"
+    assert USES_SYMMETRY["conventional"] and USES_SYMMETRY["conventional_refined"] and not USES_SYMMETRY["niggli"]
+    with pytest.raises(ValueError, match="unknown cell"):
+        density_cell(strained, "hexagonal")
+
+
+def test_conventional_keeps_positions_site_properties_and_frame():
+    from pymatgen.core import Lattice, Structure
+    from rhosym.cells import density_cell
+
+    # a measured-looking rutile: slightly off-ideal positions, B factors, in a rotated frame
+    s = Structure.from_spacegroup("P4_2/mnm", Lattice.tetragonal(4.594, 2.959), ["Ti", "O"],
+                                  [[0, 0, 0], [0.3048, 0.3048, 0]])
+    s.add_site_property("b_iso", [0.3 + 0.1 * i for i in range(len(s))])
+    rng = np.random.default_rng(0)
+    s.perturb(0.004, min_distance=0.001)
+    q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    q *= np.sign(np.linalg.det(q))
+    rot = Structure(Lattice(s.lattice.matrix @ q.T), s.species, s.frac_coords, site_properties=s.site_properties)
+    # the primitive-reduced input with permuted axes: spglib's setting needs a transformation
+    inp = rot.copy()
+    inp.make_supercell([[0, 0, 1], [1, 0, 0], [0, 1, 0]])
+    out = density_cell(inp, "conventional", 0.1, 5.0)
+    assert symmetry.label_structure(inp)["space_group"] == 136
+    m = _integer_combination(out.lattice.matrix, inp.lattice.matrix)
+    assert not np.allclose(m, np.eye(3))
+    _assert_same_cartesian_atoms(out, inp)
+    assert sorted(out.site_properties["b_iso"]) == pytest.approx(sorted(inp.site_properties["b_iso"]))
+    # the rotation stays: the cell is not put back into a standard orientation
+    np.testing.assert_allclose(out.lattice.matrix, m @ inp.lattice.matrix, atol=1e-10)
+    refined = density_cell(inp, "conventional_refined", 0.1, 5.0)
+    assert not np.allclose(np.abs(refined.lattice.matrix), np.abs(out.lattice.matrix), atol=1e-3)
+
+
+@pytest.mark.parametrize("supercell", [[2, 1, 1], [[1, 1, 0], [0, 1, 0], [0, 0, 2]], [[1, 0, 0], [0, 2, 0], [0, 1, 3]]])
+def test_conventional_of_a_supercell_is_the_conventional_cell(supercell):
+    from rhosym.cells import density_cell
+
+    strained = _nacl_conv()
+    strained.apply_strain([0, 0, 0.01])
+    strained.add_site_property("b_iso", [0.5 + 0.1 * i for i in range(len(strained))])
+    big = strained.copy()
+    big.make_supercell(supercell)
+    out = density_cell(big, "conventional", 0.1, 5.0)
+    assert len(out) == 8 and out.composition == strained.composition
+    np.testing.assert_allclose(sorted(out.lattice.abc), [5.64, 5.64, 5.6964], atol=1e-9)
+    # every atom of the supercell is an atom of the result moved by a lattice vector of the result
+    _assert_same_cartesian_atoms(out, big)
+    assert sorted(out.site_properties["b_iso"]) == pytest.approx(sorted(strained.site_properties["b_iso"]))
+
+
+def test_conventional_of_a_supercell_of_a_primitive_cell():
+    """A doubled primitive cell of a C-centred crystal is neither a sub- nor a supercell of the C cell."""
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+    from pymatgen.core import Lattice, Structure
+    from rhosym.cells import density_cell
+
+    c_cell = Structure.from_spacegroup("C2/c", Lattice.monoclinic(9.0, 6.0, 5.5, 115), ["Fe", "O"],
+                                       [[0, 0.1, 0.25], [0.13, 0.27, 0.41]])
+    prim = c_cell.get_primitive_structure()
+    assert len(prim) == len(c_cell) // 2
+    big = prim.copy()
+    big.make_supercell([1, 1, 2])
+    out = density_cell(big, "conventional", 0.1, 5.0)
+    assert len(out) == len(c_cell)
+    np.testing.assert_allclose(sorted(out.lattice.abc), sorted(c_cell.lattice.abc), atol=1e-8)
+    assert symmetry.label_structure(out)["space_group"] == 15
+    assert StructureMatcher(primitive_cell=False, scale=False).fit(out, c_cell)
+    _assert_same_cartesian_atoms(out, big)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -15,7 +15,8 @@ import zarr
 
 from rhosym.loaders import CRYSTAL_SYSTEMS
 
-INPUT_KIND = {"sparse_cnn": "density", "pointnet": "density", "xrd_fcn": "xrd", "cgcnn": "cgcnn", "cogn": "cogn"}
+INPUT_KIND = {"sparse_cnn": "density", "pointnet": "density", "xrd_fcn": "xrd", "cgcnn": "cgcnn", "cogn": "cogn",
+              "lattice": "lattice"}
 
 
 def write_manifest_split(root: Path, n: int = 30, seed: int = 0, fractions=(0.6, 0.2, 0.2)):
@@ -80,7 +81,8 @@ def write_density_stores(root: Path, ids: list[str], shard_size: int = 12, chann
         g.create_array("voxels", data=np.concatenate(vox).astype(np.int32))
         g.attrs.update({"ids": chunk, "rejected": {i: "test rejection" for i in skip},
                         "counts": {"ok": len(chunk), "rejected": len(skip)},
-                        "spatial_shape": [16, 16, 16], "method": "grid", "voxel": 0.25})
+                        "spatial_shape": [16, 16, 16], "method": "grid", "voxel": 0.25, "frame": 4.0,
+                        "cells": [(np.eye(3) * 3.0).tolist()] * len(chunk)})
         paths.append(str(p))
     return paths
 
@@ -143,7 +145,8 @@ class StandIn(torch.nn.Module):
         super().__init__()
         self.name = name
         width = int((cfg or {}).get("width", 16))
-        d = {"density": in_features, "xrd": 8, "cgcnn": in_features, "cogn": in_features}[INPUT_KIND[name]]
+        d = {"density": in_features, "xrd": 8, "cgcnn": in_features, "cogn": in_features,
+             "lattice": in_features}[INPUT_KIND[name]]
         self.net = torch.nn.Sequential(torch.nn.Linear(d, width), torch.nn.ReLU(), torch.nn.Linear(width, n_out))
 
     def forward(self, batch):
@@ -156,6 +159,8 @@ def _collate(name, samples):
         x = [s["features"].mean(0) for s in samples]
     elif kind == "xrd":
         x = [s["pattern"][:8000].reshape(8, 1000).argmax(1) / 1000.0 for s in samples]
+    elif kind == "lattice":
+        x = [s["lattice"] for s in samples]
     else:
         x = [s["atom_fea"].mean(0) for s in samples]
     return {"x": torch.as_tensor(np.stack(x), dtype=torch.float32)}
@@ -169,6 +174,25 @@ def standin_registry():
         collate=_collate,
         sample_size=lambda name, s: len(s.get("xyz", s.get("atom_fea", [0]))),
     )
+
+
+def write_lattice_shards(root: Path, ids: list[str], shard_size: int = 12, seed: int = 0) -> list[str]:
+    """Ingest-like parquet shards whose lattice parameters encode the class (cubic / tetragonal / ...)."""
+    rng = np.random.default_rng(seed)
+    paths = []
+    for k in range(0, len(ids), shard_size):
+        chunk = ids[k:k + shard_size]
+        rows = []
+        for sid in chunk:
+            a = 3 + rng.random()
+            c = a * (1.0, 1.3, 1.7)[_class_of(sid)]
+            rows.append({"id": sid, "status": "ok", "a": a, "b": a, "c": c, "alpha": 90.0, "beta": 90.0,
+                         "gamma": 90.0})
+        p = root / "ingest" / f"shard-{k // shard_size:05d}.parquet"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame(rows).to_parquet(p, index=False)
+        paths.append(str(p))
+    return paths
 
 
 def test_fixture_stores(tmp_path):

@@ -57,11 +57,14 @@ def random_rotation(rng: np.random.Generator) -> np.ndarray:
 
 
 def rotate(xyz: np.ndarray, lattice: np.ndarray, R: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(points rotated about the cell centre, rotated lattice rows)``."""
+    """``(points rotated about the cell centre, rotated lattice rows)``: the points keep their place in
+    the cell, which turns with them (a point at fractional ``f`` of ``lattice`` is at ``f`` of the rotated
+    rows, whose cell starts at the origin like every cell the voxel indices are computed in)."""
     lattice = np.asarray(lattice, dtype=np.float64)
-    centre = 0.5 * lattice.sum(0)
-    out = (np.asarray(xyz, dtype=np.float64) - centre) @ R.T + centre
-    return out.astype(np.float32), lattice @ R.T
+    rotated = lattice @ np.asarray(R, dtype=np.float64).T
+    centre, new_centre = 0.5 * lattice.sum(0), 0.5 * rotated.sum(0)
+    out = (np.asarray(xyz, dtype=np.float64) - centre) @ np.asarray(R, dtype=np.float64).T + new_centre
+    return out.astype(np.float32), rotated
 
 
 def fits(lattice: np.ndarray, frame: float) -> bool:

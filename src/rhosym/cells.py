@@ -8,8 +8,10 @@
   Cartesian frame stay exactly as measured or relaxed: nothing is symmetrized, no origin shift, no
   rotation. A 1 % strain along c stays a 1 % strain. An input that is itself a supercell of the
   conventional cell (``M`` not integral: the structure has pure translations at ``symprec`` that its
-  cell does not) is re-expressed in the smaller cell and the sites that the extra translations map onto
-  each other (within ``symprec``) are kept once, as measured (the first of each set; nothing averaged).
+  cell does not), or a supercell of a primitive cell of a centred lattice, is re-expressed in the
+  conventional cell: the input sites and their images under the input lattice, wrapped into it, with the
+  sites that the structure's translations map onto each other (within ``symprec``) kept once, as
+  measured (the first of each set; nothing averaged).
 * ``conventional_refined``: spglib's idealized conventional standard cell
   (``get_conventional_standard_structure``): positions and lattice symmetrized with the same tolerance
   that defines the label, ITA origin and orientation. Paper-like (the ICSD densities of the paper were
@@ -66,32 +68,52 @@ def conventional_cell(structure, symprec: float = 0.1, angle_tolerance: float = 
     return out
 
 
+def _denominator(x: np.ndarray, max_den: int = 12, tol: float = 1e-4) -> int:
+    """The smallest ``d <= max_den`` with ``d * x`` integral."""
+    for d in range(1, max_den + 1):
+        if _is_integral(d * x, tol):
+            return d
+    raise ValueError(f"the conventional cell is not commensurate with the input cell (transformation {x.tolist()})")
+
+
 def _fold_into(structure, m: np.ndarray, symprec: float):
-    """The structure in the smaller cell ``m @ lattice``: sites mapped onto each other by its lattice
-    translations are kept once (the first, as measured)."""
+    """The structure in the cell ``m @ lattice`` (``m`` not integral): every input site and its images
+    under the input's lattice translations, wrapped into the new cell; sites the structure's translations
+    map onto each other (within ``symprec``) are kept once (the first, as measured: an input site before
+    its images; nothing averaged). Covers an input that is a supercell of the conventional cell and one
+    that is neither a sub- nor a supercell of it (a supercell of a primitive cell of a centred lattice)."""
     from pymatgen.core import Lattice, Structure
 
     lat = Lattice(m @ structure.lattice.matrix)
-    ratio = abs(np.linalg.det(m))
-    n_expected = len(structure) * ratio
+    n_expected = len(structure) * abs(np.linalg.det(m))
     if abs(n_expected - round(n_expected)) > 1e-3:
         raise ValueError(f"the conventional cell holds {n_expected:.3f} input cells' sites")
-    kept: list[int] = []
-    frac = lat.get_fractional_coords(structure.cart_coords)
+    # the input's lattice vectors in the new cell's fractional coordinates: d of them are new-cell vectors
+    old_in_new = np.linalg.inv(m)
+    d = _denominator(old_in_new)
+    shifts = np.stack(np.meshgrid(*[np.arange(d)] * 3, indexing="ij"), -1).reshape(-1, 3)  # (0,0,0) first
+    base = lat.get_fractional_coords(structure.cart_coords)
+    species = [site.species for site in structure]
+    kept: list[tuple[int, np.ndarray]] = []  # (input site, new-cell fractional coordinates)
+    kept_frac: list[np.ndarray] = []
+    kept_of: dict = {}  # species -> indices into kept
     for i in range(len(structure)):
-        for j in kept:
-            if structure[i].species != structure[j].species:
-                continue
-            d = frac[i] - frac[j]
-            d -= np.round(d)
-            if np.linalg.norm(d @ lat.matrix) < symprec:
-                break
-        else:
-            kept.append(i)
+        for n in shifts:
+            f = base[i] + n @ old_in_new
+            idx = kept_of.setdefault(species[i], [])
+            if idx:
+                diff = np.asarray([kept_frac[j] for j in idx]) - f
+                diff -= np.round(diff)
+                if np.min(np.linalg.norm(diff @ lat.matrix, axis=1)) < symprec:
+                    continue
+            idx.append(len(kept))
+            kept.append((i, f))
+            kept_frac.append(f)
     if len(kept) != round(n_expected):
         raise ValueError(f"folding into the conventional cell kept {len(kept)} sites, expected {round(n_expected)}")
-    props = {k: [v[i] for i in kept] for k, v in structure.site_properties.items()}
-    return Structure(lat, [structure[i].species for i in kept], frac[kept] % 1.0, site_properties=props or None)
+    props = {k: [v[i] for i, _f in kept] for k, v in structure.site_properties.items()}
+    return Structure(lat, [species[i] for i, _f in kept], np.array([f for _i, f in kept]) % 1.0,
+                     site_properties=props or None)
 
 
 def niggli_cell(structure):

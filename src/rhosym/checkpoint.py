@@ -113,9 +113,13 @@ def load(path: str | Path, map_location="cpu") -> dict:
 
     import torch
 
+    import zipfile
+
     p = Path(path)
     if not p.is_file():
         raise CheckpointError(f"{p}: no such checkpoint file")
+    if not zipfile.is_zipfile(p):
+        raise CheckpointError(f"{p}: not a readable checkpoint (not a torch.save zip file)")
     try:
         obj = torch.load(p, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:

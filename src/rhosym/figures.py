@@ -656,13 +656,15 @@ def supplementary_tables(classification: pd.DataFrame, regression: pd.DataFrame,
     """
     from rhosym.evaluate import readable_table
 
+    base = ["dataset", "split", "task", "model", "seeds", "n"]
     s1 = readable_table(classification, "classification") if classification is not None and len(classification) \
-        else pd.DataFrame()
-    s2 = pd.DataFrame()
+        else pd.DataFrame(columns=base + ["accuracy (%)", "95% CI", "macro-F1 (%)", "margin over lattice (pp)"])
+    s2 = pd.DataFrame(columns=base + ["unit", "MAE", "95% CI", "R2", "margin over lattice (MAE reduction)"])
     s3 = pd.DataFrame(columns=["dataset", "split", "model", "input", "task"])
     if regression is not None and len(regression):
         r1 = regression[regression["features"].astype(int) == 1]
-        s2 = readable_table(r1, "regression")
+        if len(r1):
+            s2 = readable_table(r1, "regression")
         rr = regression.pivot_table(index=["dataset", "split", "model", "input", "task"], columns="features",
                                     values="mae", aggfunc="first")
         if 1 in rr.columns and 4 in rr.columns:

@@ -297,12 +297,13 @@ class StoreDataset:
         from rhosym.augment import perturb_density_sample, transform_density_sample
 
         meta = self._density_meta(self.items.store[i])
-        cell = meta["cells"][self.items.row[i]]
+        cells = meta["cells"]
         aug, tr = self.augment, self.transform or {}
         rng = self._rng(i)
         shift = bool(aug.origin_shift) if aug is not None else bool(tr.get("origin_shift"))
         rot = bool(aug.rotation) if aug is not None else bool(tr.get("rotation"))
-        if shift or rot:
+        if (shift or rot) and self.items.row[i] < len(cells):
+            cell = cells[self.items.row[i]]
             s = transform_density_sample(s, cell, rng, meta["voxel"], meta["frame"], shift, rot)
         if aug is not None:
             s = perturb_density_sample(s, rng, aug.noise_snr, aug.blur, aug.perturb_fraction)

@@ -161,6 +161,13 @@ def _find_chgcar(doc) -> dict:
     raise ValueError("JSON is not a charge density (no data.total)")
 
 
+def _unwrap(obj):
+    """A monty numpy dict's ``data`` (lists elsewhere are returned as they are)."""
+    if isinstance(obj, dict) and obj.get("@module") == "numpy" and "data" in obj:
+        return obj["data"]
+    return obj
+
+
 def _structure_arrays(chg: dict) -> tuple[np.ndarray, list[str], np.ndarray]:
     s = chg.get("structure")
     if s is None and isinstance(chg.get("poscar"), dict):
@@ -169,7 +176,8 @@ def _structure_arrays(chg: dict) -> tuple[np.ndarray, list[str], np.ndarray]:
         raise ValueError("JSON is not a charge density (no structure / poscar)")
     try:
         lat = s["lattice"]
-        lattice = np.asarray(lat["matrix"] if isinstance(lat, dict) else lat, dtype=np.float64)
+        lat = _unwrap(lat["matrix"]) if isinstance(lat, dict) and "matrix" in lat else _unwrap(lat)
+        lattice = np.asarray(lat, dtype=np.float64)
         if lattice.shape != (3, 3):
             raise ValueError(f"lattice matrix has shape {lattice.shape}")
         sites = s["sites"]
@@ -179,9 +187,9 @@ def _structure_arrays(chg: dict) -> tuple[np.ndarray, list[str], np.ndarray]:
             best = max(sp, key=lambda e: float(e.get("occu", 1.0)))
             species.append(str(best.get("element") or site.get("label")))
         if sites and all("abc" in site for site in sites):
-            frac = np.asarray([site["abc"] for site in sites], dtype=np.float64)
+            frac = np.asarray([_unwrap(site["abc"]) for site in sites], dtype=np.float64)
         elif sites:
-            xyz = np.asarray([site["xyz"] for site in sites], dtype=np.float64)
+            xyz = np.asarray([_unwrap(site["xyz"]) for site in sites], dtype=np.float64)
             frac = np.linalg.solve(lattice.T, xyz.T).T
         else:
             frac = np.zeros((0, 3))

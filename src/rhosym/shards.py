@@ -28,7 +28,12 @@ from pathlib import Path
 CHGCAR_SUFFIXES = ("", ".gz", ".bz2", ".xz")
 CIF_SUFFIXES = (".cif", ".cif.gz", ".cif.bz2", ".cif.xz", ".mmcif", ".mcif")
 _SHARD_FMT = "{:05d}"
-_NOT_DENSITY_JSON = re.compile(r"(?i)^(metadata|summary|manifest|index|materials?)[._-]")
+# the same rule as rhosym.mp.is_chgcar_json (which ingest uses to read a unit; mp imports numpy, so it is
+# repeated here, and tests/test_shards_splits.py checks that both agree)
+_NOT_DENSITY_JSON = re.compile(
+    r"(?i)^(?:(metadata|meta|summary|summaries|manifest|index|materials?|tasks|config|settings|schema|"
+    r"missing|failed|downloads?)"
+    r"|(metadata|summary|manifest|index|materials?)[._-].*|.*[._-](metadata|meta|summary|manifest|index))$")
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,16 @@ def n_shards(n_units: int, shard_size: int, pinned: int | None = None) -> int:
     return 1 << max(0, math.ceil(math.log2(need)))
 
 
+def as_dataset(ds):
+    """A ``rhosym.settings.DatasetSettings`` from itself or a plain data-set dict (validated as in a config;
+    ``{data_root}`` is not replaced)."""
+    from rhosym.settings import DatasetSettings
+
+    if isinstance(ds, DatasetSettings):
+        return ds
+    return DatasetSettings.model_validate(dict(ds))
+
+
 # ------------------------------------------------------------------------------------------- file names
 def is_chgcar(name: str) -> bool:
     """A VASP CHGCAR by file name (``CHGCAR``, ``mp-149_CHGCAR.gz``, ``x.chgcar.bz2``)."""
@@ -66,8 +81,12 @@ def is_chgcar(name: str) -> bool:
 
 def is_density_json(name: str) -> bool:
     """A charge-density JSON as the Materials Project serves it (``mp-149.json.gz``), not a metadata table."""
-    base = re.sub(r"\.(gz|bz2|xz)$", "", name).lower()
-    return base.endswith(".json") and not _NOT_DENSITY_JSON.match(name)
+    name = os.path.basename(str(name))
+    base = re.sub(r"(?i)\.(gz|bz2|xz)$", "", name)
+    if not base.lower().endswith(".json") or name.startswith("."):
+        return False
+    stem = base[:-5]
+    return bool(stem) and not _NOT_DENSITY_JSON.match(stem)
 
 
 def is_cif(name: str) -> bool:
@@ -103,12 +122,14 @@ def _file_units(root: str, mtime: float, which: str) -> tuple[Unit, ...]:
 
 
 def list_cif_units(ds) -> list[Unit]:
+    ds = as_dataset(ds)
     paths = ds.paths
     _require(paths)
     return [u for p in paths for u in _file_units(p, _mtime(p), "cif")]
 
 
 def list_chgcar_units(ds) -> list[Unit]:
+    ds = as_dataset(ds)
     paths = ds.paths
     _require(paths)
     return [u for p in paths for u in _file_units(p, _mtime(p), "chgcar")]
@@ -141,6 +162,7 @@ def _csv_rows(path: str, mtime: float) -> int:
 
 def list_csv_units(ds) -> list[Unit]:
     """One unit per row of every CSV (key ``<file name>:<id>``; rows without an id: ``<file>:#<row>``)."""
+    ds = as_dataset(ds)
     paths = ds.paths
     _require(paths)
     id_col = ds.columns.id if ds.columns is not None else "material_id"
@@ -160,11 +182,13 @@ def list_csv_units(ds) -> list[Unit]:
 
 
 def list_synthetic_units(ds) -> list[Unit]:
+    ds = as_dataset(ds)
     return [Unit(str(i), i) for i in range(int(ds.n or 0))]
 
 
 def list_units(ds) -> list[Unit]:
-    """Every input unit of a data set (a ``rhosym.settings.DatasetSettings``), after ``subsample``."""
+    """Every input unit of a data set (a ``rhosym.settings.DatasetSettings`` or its dict), after ``subsample``."""
+    ds = as_dataset(ds)
     from rhosym.registry import DATASET_KINDS
 
     mod, fn = DATASET_KINDS[ds.kind].lister.split(":")
@@ -178,6 +202,7 @@ def list_units(ds) -> list[Unit]:
 
 def assign(ds, shard_size: int) -> dict[str, list[Unit]]:
     """``{shard name: units}`` (every shard present, possibly empty; units in key order)."""
+    ds = as_dataset(ds)
     units = list_units(ds)
     n = n_shards(len(units), shard_size, ds.shards)
     out: dict[str, list[Unit]] = {shard_name(i): [] for i in range(n)}
@@ -196,6 +221,7 @@ def shard_units(ds, shard: str | int, shard_size: int) -> list[Unit]:
 
 def shard_inputs(ds, shard: str | int, shard_size: int) -> list[str]:
     """The raw files one ingest shard reads: its own files (file kinds), the CSV(s), or none."""
+    ds = as_dataset(ds)
     from rhosym.registry import DATASET_KINDS
 
     if ds.kind == "synthetic":

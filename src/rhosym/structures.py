@@ -441,13 +441,13 @@ def read_csv_row(row, columns: dict | None = None, source: str = "", index: int 
 
 def sniff_kind(path: str | Path) -> str:
     """``cif``, ``chgcar``, ``csv`` or ``poscar`` from the file name."""
-    from rhosym.shards import _is_chgcar
+    from rhosym.shards import is_chgcar
 
     name = os.path.basename(str(path))
     base = re.sub(r"\.(gz|bz2|xz)$", "", name).lower()
     if base.endswith((".cif", ".mmcif", ".mcif")):
         return "cif"
-    if _is_chgcar(name) or base.startswith(("chg", "aeccar", "locpot", "parchg")):
+    if is_chgcar(name) or base.startswith(("chg", "aeccar", "locpot", "parchg")):
         return "chgcar"
     if base.endswith(".csv"):
         return "csv"

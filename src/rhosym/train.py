@@ -68,7 +68,7 @@ class TrainJob:
     registry: object = None  # tests pass a stand-in (build_model, collate, INPUT_KIND)
 
 
-def resolve_cfg(model: str, task: str, cfg: dict | None) -> dict:
+def resolve_cfg(model: str, task: str, cfg: dict | None, validate_model: bool = True) -> dict:
     """Training defaults < the model's protocol < ``cfg`` (architecture and augment validated)."""
     from rhosym.settings import AugmentSettings, TrainSettings
 
@@ -78,7 +78,8 @@ def resolve_cfg(model: str, task: str, cfg: dict | None) -> dict:
     given = {k: v for k, v in (cfg or {}).items() if v is not None and k != "models"}
     out.update(given)
     out["augment"] = AugmentSettings.model_validate(out.get("augment") or {}).model_dump()
-    if model in MODELS:
+    out["model"] = dict(out.get("model") or {})
+    if model in MODELS and validate_model:
         out["model"] = MODELS[model].config.model_validate(dict(out.get("model") or {})).model_dump()
     return out
 
@@ -454,7 +455,7 @@ def train(job: TrainJob) -> dict:
 
     if job.threads:
         torch.set_num_threads(int(job.threads))
-    cfg = resolve_cfg(job.model, job.task, job.cfg)
+    cfg = resolve_cfg(job.model, job.task, job.cfg, validate_model=job.registry is None)
     Path(job.out_dir).mkdir(parents=True, exist_ok=True)
     device = pick_device(job.device)
     seed_everything(job.seed)

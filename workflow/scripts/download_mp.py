@@ -1,5 +1,7 @@
-from rhosym.ingest import download_mp
 from rhosym.logs import snakemake_logging
+from rhosym.mp import download_mp
 
 with snakemake_logging(snakemake):
-    download_mp(dict(snakemake.params.ds))
+    result = download_mp(dict(snakemake.params.ds))
+    if result["failed"]:
+        raise RuntimeError(f"download_mp: {len(result['failed'])} materials failed (see failed.txt); rerun to retry")
