@@ -21,13 +21,15 @@ def test_dry_run_of_200k_rows_builds_quickly(tmp_path):
         for i in range(N_ROWS):
             f.write(f'mp-{i},"data_{i}\n_cell_length_a 3.0\n",0.5,-1.0\n')
     cfg = {
+        "standalone": True,
         "results": str(tmp_path / "results"),
         "shard_size": 1000,
         "datasets": {"big": {"kind": "cdvae_csv", "path": str(csv)}},
-        "experiments": [{"datasets": ["big"], "models": ["sparse_cnn", "pointnet", "xrd_fcn", "cgcnn", "cogn"],
-                         "tasks": ["crystal_system", "extinction_group", "space_group",
+        "experiments": [{"datasets": ["big"], "models": ["lattice", "sparse_cnn", "pointnet", "xrd_fcn", "cgcnn",
+                                                        "cogn"],
+                         "tasks": ["symmetry", "crystal_system", "extinction_group", "space_group",
                                    "band_gap", "formation_energy"],
-                         "features": [1], "sampling": ["grid", "random"]}],
+                         "features": [1], "sampling": ["grid", "random"], "seeds": [0, 1, 2]}],
     }
     cfg_path = tmp_path / "config.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
@@ -42,5 +44,5 @@ def test_dry_run_of_200k_rows_builds_quickly(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout + proc.stderr
     print(f"\n200k-row dry-run of all: {elapsed:.1f} s\n{out[-1500:]}")
-    assert "ingest_shard" in out and "200" in out
+    assert "ingest_shard" in out and "256" in out  # 200 shards of 1,000 rounded up to a power of two
     assert elapsed < 60, f"DAG took {elapsed:.1f} s to build"

@@ -1,4 +1,5 @@
-"""Down-sampling: counts, seeds, voxel indices, features; dense vs direct path; CHGCAR channels."""
+"""Down-sampling: counts, seeds, voxel indices, features; dense vs direct path; CHGCAR channels;
+augmentations (origin shift, rotation)."""
 
 import json
 
@@ -8,7 +9,8 @@ import pytest
 from pymatgen.core import Lattice, Structure
 
 from rhosym.density import DirectModel, iter_density_store, run_density_shard
-from rhosym.sampling import cell_origin, n_points, read_sample, sample_cfg, write_sample_store
+from rhosym.sampling import cell_origin, n_points, read_sample, sample_one, write_sample_store
+from rhosym.settings import SampleSettings
 
 CFG = {"threshold": 0.05, "points_per_A3": 5.0, "min_points": 300, "max_points": 2000, "voxel": 0.5,
        "frame": 32.0}
@@ -41,7 +43,7 @@ def test_random_dense(stores):
     arrays, attrs = read_sample(out)
     assert attrs["ids"] == ["nacl", "hexa", "mono"] and attrs["spatial_shape"] == [64, 64, 64]
     assert attrs["channels"] == ["total"] and attrs["source"] == "dense"
-    cfg = sample_cfg(CFG)
+    cfg = SampleSettings(**CFG)
     dens = {sid: (rho, a) for sid, rho, a in iter_density_store(dense)}
     for i, sid in enumerate(attrs["ids"]):
         xyz, f, v = read_sample(out, i)
@@ -104,7 +106,7 @@ def test_direct_path(stores):
     for i, sid in enumerate(attrs["ids"]):
         s = structures()[sid]
         xyz, f, v = read_sample(out_r, i)
-        assert len(xyz) == n_points(s.volume, sample_cfg(CFG)) and (f[:, 0] > CFG["threshold"]).all()
+        assert len(xyz) == n_points(s.volume, CFG) and (f[:, 0] > CFG["threshold"]).all()
         frac = xyz.astype(np.float64) @ np.linalg.inv(s.lattice.matrix)
         assert (frac > -1e-5).all() and (frac < 1 + 1e-5).all()
         np.testing.assert_allclose(DirectModel.from_structure(s)(xyz.astype(np.float64)), f[:, 0], rtol=1e-4)
@@ -154,3 +156,111 @@ def test_chgcar_four_channels_and_cli(tmp_path, repo_root):
     spin = np.diff(arrays["offsets"])
     assert (np.abs(f[: spin[0], 1]) == 0).all()  # mp-90004 is non-spin
     assert (f[spin[0]:, 1] != 0).any()
+
+
+def test_sample_one_settings_or_dict(stores):
+    _, _, dense = stores
+    sid, rho, a = next(iter(iter_density_store(dense)))
+    lat = np.asarray(a["cell"])
+    for method in ("random", "grid"):
+        x1, f1, v1 = sample_one(method, CFG, sid, lat, 7, rho=rho)
+        x2, f2, v2 = sample_one(method, SampleSettings(**CFG), sid, lat, 7, rho=rho)
+        np.testing.assert_array_equal(x1, x2)
+        np.testing.assert_array_equal(f1, f2)
+        np.testing.assert_array_equal(v1, v2)
+    assert len(x1) == len(np.unique(v1, axis=0))  # grid: one point per voxel
+    assert n_points(5.64**3, CFG) == 897 and n_points(1.0, CFG) == 300 and n_points(1e4, CFG) == 2000
+    with pytest.raises(ValueError, match="unknown sampling method"):
+        sample_one("nope", CFG, sid, lat, 7, rho=rho)
+    with pytest.raises(ValueError, match="sample.frame"):
+        sample_one("grid", {**CFG, "frame": 4.0}, sid, lat, 7, rho=rho)
+
+
+# ------------------------------------------------------------------------------------ augmentations
+def _frac(xyz, lattice):
+    return np.asarray(xyz, dtype=np.float64) @ np.linalg.inv(np.asarray(lattice, dtype=np.float64))
+
+
+def test_origin_shift_moves_points_and_keeps_values(stores):
+    from rhosym.augment import origin_shift, shift_grid, transform_density_sample
+
+    _, _, dense = stores
+    rng = np.random.default_rng(0)
+    for sid, rho, a in iter_density_store(dense):
+        lat = np.asarray(a["cell"])
+        xyz, f, _v = sample_one("random", CFG, sid, lat, 3, rho=rho)
+        t = rng.random(3)
+        moved = origin_shift(xyz, lat, t)
+        assert moved.shape == xyz.shape and moved.dtype == np.float32
+        fr, fr0 = _frac(moved, lat), _frac(xyz, lat)
+        assert (fr > -1e-5).all() and (fr < 1 + 1e-5).all()  # all inside the cell
+        assert np.linalg.norm(moved - xyz, axis=1).min() > 1e-3  # every point moved
+        d = fr - fr0 - t
+        np.testing.assert_allclose(d - np.round(d), 0, atol=1e-5)  # by t, modulo lattice vectors
+        # the augmentation moves the points only: the values, and so their sum, are the same
+        smp = {"xyz": xyz, "features": f, "voxels": _v, "spatial_shape": np.array([64, 64, 64])}
+        out = transform_density_sample(smp, lat, np.random.default_rng(5), CFG["voxel"], CFG["frame"],
+                                       shift=True, rotation=False)
+        assert out["features"] is f and out["features"].astype(np.float64).sum() == f.astype(np.float64).sum()
+        assert not np.allclose(out["xyz"], xyz) and (out["voxels"] >= 0).all() and (out["voxels"] < 64).all()
+        np.testing.assert_array_equal(
+            out["voxels"], np.floor((out["xyz"].astype(np.float64) - cell_origin(lat)) / CFG["voxel"])[:, ::-1])
+        # a dense grid shifted by whole steps: the same integral, and sampling commutes with the shift
+        n = np.array(rho.shape[1:])
+        steps = rng.integers(1, n)
+        tg = steps / n
+        rolled = shift_grid(rho, tg)
+        assert rolled.shape == rho.shape
+        assert rolled.astype(np.float64).sum() == rho.astype(np.float64).sum()  # ∫ρ exactly
+        assert rolled[0].astype(np.float64).mean() * abs(np.linalg.det(lat)) == pytest.approx(a["n_electrons"],
+                                                                                             rel=1e-12)
+        idx = np.round(_frac(origin_shift(xyz, lat, tg), lat) * n).astype(int) % n
+        # grid points moved by the same shift land on the values they had
+        np.testing.assert_array_equal(rolled[0][tuple(idx.T)], f[:, 0])
+    assert origin_shift(np.zeros((1, 3)), np.eye(3) * 4, [1.25, -0.5, 0.0]).tolist() == [[1.0, 2.0, 0.0]]
+
+
+def test_rotation_keeps_the_frame_check():
+    from rhosym.augment import fits, random_rotation, rotate, transform_density_sample, voxelize
+
+    rng = np.random.default_rng(0)
+    lat = np.array([[4.1, 0, 0], [0, 5.0, 0], [-1.5, 0, 6.0]])
+    xyz = (rng.random((500, 3)) @ lat).astype(np.float32)
+    feats = rng.random((500, 1)).astype(np.float32)
+    shape = np.array([64, 64, 64])
+    sample = {"xyz": xyz, "features": feats, "voxels": np.zeros((500, 3), np.int32), "spatial_shape": shape}
+    dist = np.linalg.norm(xyz[:50, None].astype(np.float64) - xyz[None, :50], axis=-1)
+    for _ in range(10):
+        R = random_rotation(rng)
+        np.testing.assert_allclose(R @ R.T, np.eye(3), atol=1e-12)
+        assert np.linalg.det(R) == pytest.approx(1.0)
+        rx, rl = rotate(xyz, lat, R)
+        # the points keep their fractional coordinates in the rotated cell, and their distances
+        np.testing.assert_allclose(_frac(rx, rl), _frac(xyz, lat), atol=1e-4)
+        np.testing.assert_allclose(np.linalg.norm(rx[:50, None].astype(np.float64) - rx[None, :50], axis=-1), dist,
+                                   atol=1e-4)
+        v = voxelize(rx, cell_origin(rl), 0.5, shape)
+        assert v is not None and (v >= 0).all() and (v < 64).all()
+        np.testing.assert_array_equal(v, np.floor((rx.astype(np.float64) - cell_origin(rl)) / 0.5)[:, ::-1])
+    changed = 0
+    for seed in range(10):
+        out = transform_density_sample(sample, lat, np.random.default_rng(seed), 0.5, 32.0, shift=False)
+        assert out is not sample  # the cell fits the frame in every orientation: always rotated
+        changed += not np.allclose(out["xyz"], xyz)
+        np.testing.assert_array_equal(out["features"], feats)
+        assert (out["voxels"] >= 0).all() and (out["voxels"] < 64).all()
+        np.testing.assert_allclose(np.linalg.norm(out["xyz"][:50, None].astype(np.float64) - out["xyz"][None, :50],
+                                                  axis=-1), dist, atol=1e-4)
+        both = transform_density_sample(sample, lat, np.random.default_rng(seed), 0.5, 32.0)
+        assert (both["voxels"] >= 0).all() and (both["voxels"] < 64).all()
+    assert changed == 10
+    # a cell that fits only as it is: the rotation is skipped, the shift still applies
+    big = np.eye(3) * 30.0
+    bx = (rng.random((200, 3)) @ big).astype(np.float32)
+    bs = {"xyz": bx, "features": np.ones((200, 1), np.float32), "voxels": np.zeros((200, 3), np.int32),
+          "spatial_shape": shape}
+    assert fits(big, 32.0) and not fits(rotate(bx, big, random_rotation(rng))[1], 32.0)
+    out = transform_density_sample(bs, big, np.random.default_rng(1), 0.5, 32.0)
+    fr = _frac(out["xyz"], big)
+    assert (fr > -1e-5).all() and (fr < 1 + 1e-5).all() and not np.allclose(out["xyz"], bx)
+    assert (out["voxels"] >= 0).all() and (out["voxels"] < 60).all()

@@ -11,7 +11,6 @@ from rhosym import structures as st
 
 ROOT = Path(__file__).resolve().parents[1]
 CIF_TINY = ROOT / "tests" / "fixtures" / "cif_tiny"
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def test_b_factors_and_occupancy_rescaled():
@@ -120,13 +119,13 @@ def test_chgcar_header_and_truncation(tmp_path):
     assert "grid line" in st.read_chgcar_structure(tmp_path / "grid_CHGCAR").error
 
 
-def test_real_chgcar_headers():
-    if not (SHARED / "chgcar").is_dir():
-        pytest.skip("../shared/data is absent: real CHGCAR test skipped")
+def test_real_chgcar_headers(shared_data):
+    if not (shared_data / "chgcar").is_dir():
+        pytest.skip("../shared/data/chgcar is absent: real CHGCAR test skipped")
     want = {"Li_bcc_nospin_CHGCAR.gz": ("Li", [32, 32, 32]), "Ag4_hex_spin_CHGCAR": ("Ag4", [20, 20, 60]),
             "Co_monolayer_fm_CHGCAR": ("Co1", [24, 24, 196])}
     for name, (formula, grid) in want.items():
-        rec = st.read_chgcar_structure(SHARED / "chgcar" / name)
+        rec = st.read_chgcar_structure(shared_data / "chgcar" / name)
         assert rec.ok, rec.error
         assert rec.structure.composition.formula.replace(" ", "") in (formula, formula + "1")
         assert rec.extra["grid"] == grid
@@ -147,6 +146,8 @@ def test_csv_row_with_column_mapping():
 
 def test_sniff_kind():
     assert st.sniff_kind("a/b.cif") == "cif"
+    assert st.sniff_kind("a/b.cif.gz") == "cif" and st.sniff_kind("x.mcif") == "cif"
     assert st.sniff_kind("mp-1_CHGCAR.gz") == "chgcar"
+    assert st.sniff_kind("mp-2.chgcar.xz") == "chgcar" and st.sniff_kind("AECCAR0") == "chgcar"
     assert st.sniff_kind("x.csv") == "csv"
     assert st.sniff_kind("POSCAR") == "poscar"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -389,6 +388,7 @@ def test_strained_nacl_keeps_its_strain_except_refined():
 
 def test_conventional_keeps_positions_site_properties_and_frame():
     from pymatgen.core import Lattice, Structure
+
     from rhosym.cells import density_cell
 
     # a measured-looking rutile: slightly off-ideal positions, B factors, in a rotated frame
@@ -436,6 +436,7 @@ def test_conventional_of_a_supercell_of_a_primitive_cell():
     """A doubled primitive cell of a C-centred crystal is neither a sub- nor a supercell of the C cell."""
     from pymatgen.analysis.structure_matcher import StructureMatcher
     from pymatgen.core import Lattice, Structure
+
     from rhosym.cells import density_cell
 
     c_cell = Structure.from_spacegroup("C2/c", Lattice.monoclinic(9.0, 6.0, 5.5, 115), ["Fe", "O"],
@@ -470,13 +471,10 @@ def test_cli_recompute(capsys, table):
     pd.testing.assert_frame_equal(pd.read_csv(io.StringIO(capsys.readouterr().out)), table)
 
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
 @pytest.mark.shared
-def test_label_mp20_matches_materials_project():
+def test_label_mp20_matches_materials_project(shared_data):
     """MP-20 rows (P1 primitive cells): our labels equal the space group MP computed (spglib, symprec 0.1)."""
-    csv = SHARED / "mp20_public" / "mp20_public.csv"
+    csv = shared_data / "mp20_public" / "mp20_public.csv"
     if not csv.is_file():
         pytest.skip(f"../shared/data is absent: {csv}")
     from pymatgen.core import Structure
