@@ -30,7 +30,6 @@ file you trust with ``rhosym convert-checkpoint OLD NEW``.
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -90,20 +89,24 @@ class CheckpointMeta:
 
 
 def save(path: str | Path, meta: CheckpointMeta, state_dict: dict, training: dict | None = None) -> None:
-    """Write a checkpoint atomically (temporary file, then rename)."""
+    """Write a checkpoint atomically (``.<name>.tmp-<pid>``, then rename; ``rhosym.store.atomic_file``).
+
+    The checkpoint is serialized in memory and written with Python file I/O, so a full disk surfaces as
+    ``OSError(ENOSPC)`` (torch's own file writer reports it as a bare "file write failed") and is raised
+    as one line naming ``path``; the temporary is removed and ``path`` is left as it was."""
+    import io
+
     import torch
+
+    from rhosym.store import write_bytes_atomic
 
     path = Path(path)
     obj = {"format": FORMAT, "meta": meta.to_dict(), "state_dict": dict(state_dict)}
     if training is not None:
         obj["training"] = training
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    write_bytes_atomic(path, buf.getbuffer(), hidden=True)
 
 
 def load(path: str | Path, map_location="cpu") -> dict:

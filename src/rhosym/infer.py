@@ -161,11 +161,11 @@ def predict_split(checkpoint, stores, manifest, split_table, split: str = "test"
         frames.append(df)
     df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=PREDICTION_COLUMNS)
     if out is not None:
-        out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp")
-        df.to_parquet(tmp, index=False)
-        tmp.replace(out)
+        from rhosym.store import atomic_file
+
+        # <out>.tmp-<pid>, renamed when complete: a killed job leaves no `out` (rhosym.store)
+        with atomic_file(out) as tmp:
+            df.to_parquet(tmp, index=False)
     return df
 
 

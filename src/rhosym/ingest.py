@@ -359,12 +359,12 @@ def read_json_structure(path: str) -> tuple[StructureRecord, dict]:
 
 
 def write_parquet(df: pd.DataFrame, out_path: str | Path) -> None:
-    """Write atomically (temporary file then rename)."""
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, out)
+    """Write atomically (``<out>.tmp-<pid>`` then rename; ``rhosym.store.atomic_file``): a killed job
+    leaves no ``out``, a full disk raises a one-line ``OSError`` naming ``out`` and leaves nothing."""
+    from rhosym.store import atomic_file
+
+    with atomic_file(out_path) as tmp:
+        df.to_parquet(tmp, index=False)
 
 
 def read_ingest(path: str | Path, columns: list[str] | None = None) -> list[dict]:

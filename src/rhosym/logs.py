@@ -66,6 +66,26 @@ def snakemake_logging(snakemake_obj):
     logger = setup_logging(log_file)
     try:
         yield logger
-    except Exception:
-        logger.exception("stage failed")
+    except Exception as exc:
+        line = disk_full_message(exc)
+        if line:
+            # a full disk is not a bug: one line that says so and names the path, no traceback
+            logger.error("stage failed: %s", line)
+        else:
+            logger.exception("stage failed")
         raise
+
+
+def disk_full_message(exc: BaseException) -> str | None:
+    """One line for an error that says the disk (or a quota) is full, else None. Errors raised by
+    ``rhosym.store`` (stores, Parquet, checkpoints) already name the path being written."""
+    from rhosym.store import disk_full
+
+    if not disk_full(exc):
+        return None
+    text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    if "while writing" not in text and isinstance(exc, OSError) and exc.filename:
+        text = f"{text} while writing {exc.filename}"
+    if "no space" not in text.lower() and "quota" not in text.lower():
+        text = f"no space left on device (disk full): {text}"
+    return " ".join(text.split())

@@ -316,21 +316,23 @@ class TrainSettings(Strict):
             if name not in R.MODELS:
                 raise ValueError(f"unknown model {name!r}")
             out[name] = ModelTrain.model_validate(block or {})
-            if out[name].model is not None:
-                R.MODELS[name].config.model_validate(out[name].model)
+            for layer in (out[name], out[name].classification, out[name].regression):
+                if layer is not None and layer.model is not None:
+                    R.MODELS[name].config.model_validate({**(out[name].model or {}), **layer.model})
         return out
 
 
 _OVERRIDABLE = [k for k in TrainSettings.model_fields if k != "models"]
 _TrainOverride = create_model(
     "TrainOverride", __base__=Strict,
-    **{k: (TrainSettings.model_fields[k].annotation | None, None) for k in _OVERRIDABLE})
+    **{k: (TrainSettings.model_fields[k].annotation | None, None) for k in _OVERRIDABLE},
+    model=(dict | None, None))
 
 
 class ModelTrain(_TrainOverride):  # type: ignore[misc, valid-type]
-    """``train.models.<model>``: any train key, the architecture, and per-task-kind blocks."""
+    """``train.models.<model>``: any train key, the architecture (``model``), and per-task-kind blocks
+    (``classification``, ``regression``: any train key and architecture keys of that kind)."""
 
-    model: dict | None = None
     classification: _TrainOverride | None = None  # type: ignore[valid-type]
     regression: _TrainOverride | None = None  # type: ignore[valid-type]
 
@@ -478,7 +480,7 @@ class Config(Strict):
                         continue
                     v = getattr(layer, k)
                     out[k] = {**out[k], **v.model_dump(exclude_unset=True)} if isinstance(v, BaseModel) else v
-            arch = dict(block.model or {})
+                arch.update(layer.model or {})
         out["augment"] = dict(out["augment"]) if not isinstance(out["augment"], dict) else out["augment"]
         out["model"] = R.MODELS[model].config.model_validate(arch).model_dump()
         return out
@@ -546,8 +548,10 @@ def unknown_keys(data, cls: type, where: str = "") -> list[str]:
                     msgs.append(f"unknown model {m!r} in {sub}{_suggest(m, R.STUDY_MODELS)}")
                     continue
                 msgs += unknown_keys(block, ModelTrain, f"{sub}.{m}")
-                if isinstance(block, dict) and isinstance(block.get("model"), dict):
-                    msgs += unknown_keys(block["model"], R.MODELS[m].config, f"{sub}.{m}.model")
+                for path, layer in ((f"{sub}.{m}", block), (f"{sub}.{m}.classification", (block or {}).get(
+                        "classification")), (f"{sub}.{m}.regression", (block or {}).get("regression"))):
+                    if isinstance(layer, dict) and isinstance(layer.get("model"), dict):
+                        msgs += unknown_keys(layer["model"], R.MODELS[m].config, f"{path}.model")
             continue
         classes = _strict_classes(fields[key].annotation)
         if not classes:

@@ -4,7 +4,11 @@ Conventions (``docs/formats.md``, "Per-shard stores of later stages"):
 
 * a store is a zarr v3 **group** (a directory);
 * it is written to ``<path>.tmp-<pid>`` and renamed to ``<path>`` only when complete, so a killed job
-  never leaves a store that looks whole (an old ``<path>`` is replaced);
+  never leaves a store that looks whole (an old ``<path>`` is replaced); the next write of ``<path>``
+  removes the temporaries of processes that no longer run (:func:`remove_stale_temporaries`);
+* a write that runs out of disk space (``ENOSPC``, or ``EDQUOT`` for a quota) removes its temporary and
+  raises ``OSError`` with one line naming the path: ``no space left on device (disk full) while writing
+  <path>`` (:func:`disk_full_error`), the original error chained;
 * arrays are compressed with zstd through blosc (:func:`compressors`);
 * the group attributes hold ``ids`` (ok ids in store order), ``rejected`` (``{id: reason}``),
   ``counts`` (``{"ok": n, "rejected": m}``) and stage-specific metadata.
@@ -18,14 +22,20 @@ Typical use::
 
 or, for stores that fit in memory, ``write_store(path, {"xyz": xyz, ...}, attrs)``; read back with
 ``read_store(path)`` (all arrays as numpy + attrs) or ``open_store(path)`` (lazy zarr group).
+
+Single files (Parquet tables, checkpoints) follow the same rules through :func:`atomic_file` (a context
+manager yielding the temporary path) and :func:`write_bytes_atomic`.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +53,127 @@ def compressors(level: int = ZSTD_LEVEL) -> list:
     return [BloscCodec(cname="zstd", clevel=level, shuffle="shuffle")]
 
 
-def _tmp_path(path: Path) -> Path:
-    return path.with_name(f"{path.name}.tmp-{os.getpid()}")
+def _tmp_path(path: Path, hidden: bool = False) -> Path:
+    return path.with_name(f"{'.' if hidden else ''}{path.name}.tmp-{os.getpid()}")
+
+
+# ------------------------------------------------------------------------------ stale temporaries
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    except OSError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: str | Path) -> list[Path]:
+    """Remove ``<path>.tmp-<pid>`` and ``.<path>.tmp-<pid>`` left by processes that no longer run
+    (a killed job); returns what was removed.
+
+    Temporaries of a live process (this one, or another writer on this machine) are left alone. The
+    check is by pid on this machine: on a cluster, the leftover of a job killed on another node is
+    removed unless a process with the same pid happens to run here (then it stays: wasted space, never
+    a wrong output). Snakemake never runs two jobs for the same output at once.
+    """
+    path = Path(path)
+    parent = path.parent
+    if not parent.is_dir():
+        return []
+    pattern = re.compile(r"^\.?" + re.escape(path.name) + r"\.tmp-(\d+)$")
+    removed = []
+    for entry in os.scandir(parent):
+        m = pattern.match(entry.name)
+        if not m or _pid_alive(int(m.group(1))):
+            continue
+        p = Path(entry.path)
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            log.warning("could not remove the stale temporary %s: %s", p, exc)
+            continue
+        log.info("removed %s, left by a killed job (pid %s)", p, m.group(1))
+        removed.append(p)
+    return removed
+
+
+# ------------------------------------------------------------------------------ disk full
+DISK_FULL_ERRNOS = frozenset(e for e in (getattr(errno, "ENOSPC", None), getattr(errno, "EDQUOT", None)) if e)
+_DISK_FULL_TEXT = ("no space left on device", "disk quota exceeded")
+
+
+def disk_full(exc: BaseException | None) -> bool:
+    """Whether ``exc`` (or an error it was raised from) says the disk (or a quota) is full."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
+            return True
+        if any(t in str(exc).lower() for t in _DISK_FULL_TEXT):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def disk_full_error(path: str | Path, exc: BaseException) -> OSError:
+    """The one-line error of a write of ``path`` that ran out of space (raise it ``from exc``)."""
+    code = errno.ENOSPC
+    e: BaseException | None = exc
+    while e is not None:
+        if isinstance(e, OSError) and e.errno in DISK_FULL_ERRNOS:
+            code = e.errno
+            break
+        e = e.__cause__ or e.__context__
+    what = "disk quota exceeded" if code == getattr(errno, "EDQUOT", -1) else "no space left on device (disk full)"
+    return OSError(code, f"{what} while writing {path}")
+
+
+def _remove(p: Path) -> None:
+    try:
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        elif p.exists() or p.is_symlink():
+            p.unlink()
+    except OSError as exc:
+        log.warning("could not remove the temporary %s: %s", p, exc)
+
+
+@contextmanager
+def atomic_file(path: str | Path, hidden: bool = False) -> Iterator[Path]:
+    """``with atomic_file(path) as tmp: write(tmp)``: the file written to ``tmp`` (``<path>.tmp-<pid>``,
+    ``.<name>.tmp-<pid>`` when ``hidden``) replaces ``path`` when the block succeeds; on an error the
+    temporary is removed and ``path`` is untouched; a full disk raises :func:`disk_full_error`. Stale
+    temporaries of killed processes are removed first."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
+    tmp = _tmp_path(path, hidden)
+    _remove(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException as exc:
+        _remove(tmp)
+        if isinstance(exc, Exception) and disk_full(exc):
+            raise disk_full_error(path, exc) from exc
+        raise
+
+
+def write_bytes_atomic(path: str | Path, data: bytes, hidden: bool = False) -> Path:
+    """Write ``data`` to ``path`` atomically (:func:`atomic_file`)."""
+    with atomic_file(path, hidden) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+    return Path(path)
 
 
 def open_new_store(path: str | Path) -> tuple[Any, Callable[[], Path]]:
@@ -58,10 +187,17 @@ def open_new_store(path: str | Path) -> tuple[Any, Callable[[], Path]]:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     tmp = _tmp_path(path)
     if tmp.exists():
         shutil.rmtree(tmp)
-    group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
+    try:
+        group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
+    except Exception as exc:
+        _remove(tmp)
+        if disk_full(exc):
+            raise disk_full_error(path, exc) from exc
+        raise
 
     def finalize() -> Path:
         if path.exists():
@@ -81,7 +217,8 @@ def discard(path: str | Path) -> None:
 
 
 class new_store:  # noqa: N801 - used as a context manager
-    """``with new_store(path) as group: ...``: finalized on success, temporary removed on error."""
+    """``with new_store(path) as group: ...``: finalized on success, temporary removed on error (a full
+    disk is raised as :func:`disk_full_error`)."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -92,9 +229,17 @@ class new_store:  # noqa: N801 - used as a context manager
 
     def __exit__(self, exc_type, exc, tb):
         if exc_type is None:
-            self._finalize()
-        else:
-            discard(self.path)
+            try:
+                self._finalize()
+            except Exception as err:
+                discard(self.path)
+                if disk_full(err):
+                    raise disk_full_error(self.path, err) from err
+                raise
+            return False
+        discard(self.path)
+        if exc is not None and isinstance(exc, Exception) and disk_full(exc):
+            raise disk_full_error(self.path, exc) from exc
         return False
 
 

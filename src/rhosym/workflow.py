@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 from rhosym import layout as L
 from rhosym import registry as R
-from rhosym.shards import list_shards, shard_inputs, shard_units
 
 
 @dataclass(frozen=True)
@@ -111,13 +110,27 @@ def expand_transfers(cfg) -> list[Transfer]:
     return list(out)
 
 
+_ASSIGNED: dict[tuple, dict] = {}
+
+
+def assigned(cfg, ds: str) -> dict:
+    """``{shard: units}`` of data set ``ds``, computed once per config object (the DAG asks often)."""
+    from rhosym.shards import assign
+
+    d = cfg.datasets[ds]
+    key = (id(cfg), ds, d.model_dump_json(), cfg.shard_size)
+    if key not in _ASSIGNED:
+        _ASSIGNED[key] = assign(d, cfg.shard_size)
+    return _ASSIGNED[key]
+
+
 def dataset_shards(cfg, ds: str) -> list[str]:
     """Shard names of ``ds``. A missing ``mp_chgcar`` folder has none yet (a warning says to run its
     ``download_mp_<ds>`` target first), so that the download target can be built; any other missing
     input is an error."""
     d = cfg.datasets[ds]
     try:
-        return list_shards(d, cfg.shard_size)
+        return list(assigned(cfg, ds))
     except FileNotFoundError:
         if d.kind != "mp_chgcar":
             raise
@@ -127,13 +140,22 @@ def dataset_shards(cfg, ds: str) -> list[str]:
 
 
 def ingest_inputs(cfg, ds: str, shard: str) -> list[str]:
-    return shard_inputs(cfg.datasets[ds], shard, cfg.shard_size)
+    """The raw files one ingest shard reads: its own files (file kinds), the CSV(s), or none."""
+    d = cfg.datasets[ds]
+    if d.kind == "synthetic":
+        return []
+    if R.DATASET_KINDS[d.kind].files:
+        files = [str(u.ref) for u in assigned(cfg, ds).get(shard, [])]
+    else:
+        files = list(d.paths)
+    if d.kind == "mp_chgcar" and d.metadata:
+        files.append(d.metadata)
+    return files
 
 
 def ingest_units(cfg, ds: str, shard: str) -> list[list]:
     """The units of one ingest shard as ``[key, ref]`` pairs (the ``params`` of ingest_shard)."""
-    return [[u.key, list(u.ref) if isinstance(u.ref, tuple) else u.ref]
-            for u in shard_units(cfg.datasets[ds], shard, cfg.shard_size)]
+    return [[u.key, list(u.ref) if isinstance(u.ref, tuple) else u.ref] for u in assigned(cfg, ds).get(shard, [])]
 
 
 def sample_methods_needed(cfg, ds: str, experiments: list[Experiment] | None = None) -> list[str]:
@@ -250,7 +272,7 @@ def robust_experiments(cfg, experiments: list[Experiment]) -> list[Experiment]:
     keep = set(robust_datasets(cfg, experiments))
     r = cfg.robustness
     out = [e for e in experiments if e.dataset in keep and e.model in r.models and e.task in r.tasks
-           and not e.points and not e.pretrained]
+           and not e.points and not e.pretrained and e.split == cfg.primary_split(e.dataset)]
     if r.seeds is not None:
         return [e for e in out if e.seed in r.seeds]
     first = {}
