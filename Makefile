@@ -9,7 +9,7 @@ TORCH_PIN := torch==2.13.0
 SMK := $(BIN)/snakemake
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: demo test install lint pytest dryrun tiny test-slurm clean report
+.PHONY: demo test install lint pytest dryrun tiny test-slurm clean report benchmark
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ test-slurm: $(STAMP)
 	bash tests/slurm/run.sh
 
 test: lint pytest dryrun tiny test-slurm
+
+# The public benchmark, variant quick (about 90 min on 2 CPU cores; docs/benchmarks/public.md).
+benchmark: $(STAMP)
+	$(SMK) --profile profiles/local --configfile config/benchmarks/public.yaml all
 
 report: $(STAMP)
 	$(SMK) --profile profiles/local all --report report.html

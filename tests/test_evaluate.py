@@ -87,7 +87,6 @@ def _write(root: Path, ds: str, model: str, task: str, ids, y_true, y_pred, seed
     group = group or f"{model}-f1-{split}"
     p = root / ds / "predictions" / model / (trained_task or task) / f"{name or group}-s{seed}.parquet"
     p.parent.mkdir(parents=True, exist_ok=True)
-    n = len(ids)
     df = pd.DataFrame({"dataset": ds, "model": model, "task": task, "trained_task": trained_task or task,
                        "input": model, "features": 1, "points": 0, "split": split, "seed": seed,
                        "variant": f"{group}-s{seed}", "group": group, "trained_on": trained_on or ds,

@@ -348,16 +348,15 @@ def _assert_disk_full(exc_info, path: Path) -> None:
     assert err.__cause__ is not None  # the original error is chained
 
 
-@pytest.fixture
-def full_zarr_disk(monkeypatch):
-    """zarr's LocalStore writes files through ``_put``: the first chunk write writes part of the file and fails
-    with ENOSPC (the metadata documents before it succeed, so a partial temporary exists)."""
+def install_full_zarr_disk(monkeypatch) -> None:
+    """zarr's LocalStore writes files through ``_put``: every chunk write writes part of its file and fails
+    with ENOSPC (the metadata documents succeed, so a partial temporary exists when the error comes)."""
     import zarr.storage._local as local
 
     orig = local._put
 
     def put(path, value, exclusive=False):
-        if "/c/" in Path(path).as_posix() or Path(path).name.startswith("c"):
+        if "/c/" in Path(path).as_posix().split(".tmp-", 1)[-1]:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             Path(path).write_bytes(bytes(value.as_buffer_like())[:10])
             raise _enospc()
@@ -366,9 +365,27 @@ def full_zarr_disk(monkeypatch):
     monkeypatch.setattr(local, "_put", put)
 
 
-def test_disk_full_zarr_store_one_line_and_no_output(inputs, tmp_path, full_zarr_disk):
+@pytest.fixture
+def rhosym_logging():
+    """snakemake_logging reconfigures the rhosym logger for the process: put it back afterwards."""
+    import logging
+
+    logger = logging.getLogger("rhosym")
+    saved = (list(logger.handlers), logger.propagate, logger.level)
+    yield
+    for h in list(logger.handlers):
+        logger.removeHandler(h)
+        if h not in saved[0]:
+            h.close()
+    for h in saved[0]:
+        logger.addHandler(h)
+    logger.propagate, logger.level = saved[1], saved[2]
+
+
+def test_disk_full_zarr_store_one_line_and_no_output(inputs, tmp_path, monkeypatch, rhosym_logging):
     from rhosym.logs import snakemake_logging
 
+    install_full_zarr_disk(monkeypatch)
     out = tmp_path / "density" / "shard-00000.zarr"
     log_file = tmp_path / "logs" / "density.log"
     smk = types.SimpleNamespace(log=[str(log_file)])
@@ -382,15 +399,10 @@ def test_disk_full_zarr_store_one_line_and_no_output(inputs, tmp_path, full_zarr
     assert "Traceback" not in log_file.read_text()
 
 
-def test_disk_full_write_store_keeps_the_old_store(tmp_path, full_zarr_disk, monkeypatch):
+def test_disk_full_write_store_keeps_the_old_store(tmp_path, monkeypatch):
     out = tmp_path / "xrd" / "shard-00000.zarr"
-    monkeypatch.undo()  # write a good store first
     S.write_store(out, {"a": np.arange(5)}, {"ids": ["x"]})
-    import zarr.storage._local as local
-
-    real = local._put
-    monkeypatch.setattr(local, "_put", lambda p, v, exclusive=False: (_ for _ in ()).throw(_enospc())
-                        if "/c/" in Path(p).as_posix() else real(p, v, exclusive=exclusive))
+    install_full_zarr_disk(monkeypatch)
     with pytest.raises(OSError) as exc_info:
         S.write_store(out, {"a": np.arange(7)}, {"ids": ["y"]})
     _assert_disk_full(exc_info, out)
@@ -430,8 +442,7 @@ def test_disk_full_parquet_ingest_and_predictions(inputs, tmp_path, full_parquet
     assert leftovers(pred) == []
 
 
-@pytest.fixture
-def full_file_disk(monkeypatch):
+def install_full_file_disk(monkeypatch) -> None:
     """Files written by rhosym.store (checkpoints) get half their bytes, then ENOSPC."""
     import builtins
 
@@ -459,6 +470,11 @@ def full_file_disk(monkeypatch):
     monkeypatch.setattr(S, "open", full_open, raising=False)
 
 
+@pytest.fixture
+def full_file_disk(monkeypatch):
+    install_full_file_disk(monkeypatch)
+
+
 def test_disk_full_checkpoint_save_keeps_the_old_file(tmp_path, monkeypatch):
     import torch
 
@@ -467,7 +483,7 @@ def test_disk_full_checkpoint_save_keeps_the_old_file(tmp_path, monkeypatch):
                             model_cfg={})
     path = tmp_path / "last.pt"
     C.save(path, meta, {"w": torch.ones(3)})
-    full_file_disk.__wrapped__(monkeypatch)
+    install_full_file_disk(monkeypatch)
     with pytest.raises(OSError) as exc_info:
         C.save(path, meta, {"w": torch.zeros(3)})
     _assert_disk_full(exc_info, path)
@@ -487,3 +503,25 @@ def test_disk_full_during_training_fails_with_one_line(inputs, tmp_path, full_fi
                        device="cpu", threads=1, registry=standin_registry(), cache_mb=0))
     _assert_disk_full(exc_info, out / "checkpoint.pt")
     assert sorted(p.name for p in out.iterdir()) == []  # no checkpoint, no last.pt, no temporaries
+
+
+def test_disk_full_detection():
+    """ENOSPC and EDQUOT anywhere in the chain (or in an exception group of concurrent writes) are a full
+    disk; the message is one line naming the path; the Snakemake log line says so."""
+    from rhosym.logs import disk_full_message
+
+    group = ExceptionGroup("writes", [ValueError("other"), OSError(errno.EDQUOT, "Disk quota exceeded")])
+    assert S.disk_full(group) and not S.disk_full(OSError(errno.EACCES, "Permission denied"))
+    err = S.disk_full_error("/r/x.zarr", group)
+    assert err.errno == errno.EDQUOT and str(err) == f"[Errno {errno.EDQUOT}] disk quota exceeded while writing /r/x.zarr"
+    try:
+        try:
+            raise _enospc()
+        except OSError as exc:
+            raise RuntimeError("PytorchStreamWriter failed writing file data/0: file write failed") from exc
+    except RuntimeError as exc:
+        assert S.disk_full(exc)
+    raw = OSError(errno.ENOSPC, "No space left on device", "/r/a.csv")
+    assert disk_full_message(raw) == "No space left on device while writing /r/a.csv"
+    assert disk_full_message(S.disk_full_error("/r/b", raw)) == "no space left on device (disk full) while writing /r/b"
+    assert disk_full_message(ValueError("x")) is None

@@ -54,7 +54,6 @@ def mp20(tmp_path_factory):
     import zarr
 
     from rhosym import density, sampling, splits, xrd
-
     from rhosym.shards import list_units
 
     root = tmp_path_factory.mktemp("mp20")

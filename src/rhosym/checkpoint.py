@@ -113,10 +113,9 @@ def load(path: str | Path, map_location="cpu") -> dict:
     """``{"meta": CheckpointMeta, "state_dict": ..., "training": ... or None}``; refuses anything that is
     not a format-2 checkpoint of tensors and plain data (:class:`CheckpointError`)."""
     import pickle
+    import zipfile
 
     import torch
-
-    import zipfile
 
     p = Path(path)
     if not p.is_file():

@@ -676,10 +676,47 @@ def supplementary_tables(classification: pd.DataFrame, regression: pd.DataFrame,
     return {"s1": s1, "s2": s2, "s3": s3}
 
 
+def results_table(classification: pd.DataFrame, regression: pd.DataFrame,
+                  cells: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """One table of every result: data set, split rule, cell, model, task, accuracy and macro-F1 or MAE
+    (mean ± sd, bootstrap interval), n, margin over the lattice control, n and value on the full test set."""
+    from rhosym.evaluate import readable_table
+
+    parts = []
+    for df, kind in ((classification, "classification"), (regression, "regression")):
+        if df is None or df.empty:
+            continue
+        t = readable_table(df, kind)
+        if kind == "classification":
+            t = t.rename(columns={"accuracy (%)": "value", "macro-F1 (%)": "macro-F1",
+                                  "margin over lattice (pp)": "margin over lattice",
+                                  "accuracy full (%)": "value full"})
+            t.insert(5, "metric", "accuracy (%)")
+        else:
+            t = t.rename(columns={"MAE": "value", "margin over lattice (MAE reduction)": "margin over lattice",
+                                  "MAE full": "value full"})
+            t.insert(5, "metric", "MAE (" + t.pop("unit") + ")")
+            t["macro-F1"] = ""
+        parts.append(t)
+    cols = ["dataset", "split", "cell", "task", "model", "metric", "value", "95% CI", "macro-F1", "seeds", "n",
+            "margin over lattice", "n_full", "value full"]
+    if not parts:
+        return pd.DataFrame(columns=cols)
+    out = pd.concat(parts, ignore_index=True)
+    out["cell"] = out["dataset"].map(lambda d: (cells or {}).get(d, ""))
+    return out[[c for c in cols if c in out.columns]]
+
+
 def write_tables(classification: pd.DataFrame, regression: pd.DataFrame, outputs: Mapping[str, str],
-                 splits: Mapping[str, str] | None = None) -> dict:
-    """Write the tables to ``outputs`` (keys ``s1_csv, s1_md, s2_csv, s2_md, s3_csv, s3_md``)."""
+                 splits: Mapping[str, str] | None = None, cells: Mapping[str, str] | None = None) -> dict:
+    """Write the tables to ``outputs`` (keys ``s1_csv, s1_md, s2_csv, s2_md, s3_csv, s3_md`` and, when
+    given, ``results_csv, results_md``: every result in one table)."""
     t = supplementary_tables(classification, regression, splits)
+    if "results_csv" in outputs:
+        r = results_table(classification, regression, cells)
+        r.to_csv(outputs["results_csv"], index=False)
+        Path(outputs["results_md"]).write_text(_md(r, "Results on each data set's common test set",
+                                                   "No results.", floatfmt=".2f"))
     titles = {"s1": ("Supplementary Table 1: symmetry classification on the common test set (%)",
                      "No classification experiments."),
               "s2": ("Supplementary Table 2: property regression, MAE on the common test set (1 density feature)",
@@ -804,7 +841,7 @@ def make_figRobust(inputs, outputs, params):
 def make_tables(inputs, outputs, params):
     cls = _concat(_read_csv(p) for p in inputs["classification"])
     reg = _concat(_read_csv(p) for p in inputs["regression"])
-    write_tables(cls, reg, outputs, params.get("splits"))
+    write_tables(cls, reg, outputs, params.get("splits"), params.get("cells"))
 
 
 def run_figure(which: str, inputs: Mapping[str, Sequence[str]], outputs: Mapping[str, str],

@@ -31,10 +31,13 @@ SWEEP = "{ds}/predictions_sweep/{model}/{task}/{variant}/n{n}.parquet"
 ROBUST = "{ds}/robustness/{model}/{task}/{variant}/{perturbation}.parquet"
 METRICS_DIR = "{ds}/metrics"
 METRIC_FILES = {
-    "classification": "classification.csv", "classification_md": "classification.md",
-    "regression": "regression.csv", "regression_md": "regression.md",
-    "common_ids": "common_test_ids.csv", "per_seed": "per_seed.csv",
+    "classification": "{ds}/metrics/classification.csv", "classification_md": "{ds}/metrics/classification.md",
+    "regression": "{ds}/metrics/regression.csv", "regression_md": "{ds}/metrics/regression.md",
+    "common_ids": "{ds}/metrics/common_test_ids.csv", "per_seed": "{ds}/metrics/per_seed.csv",
 }
+METRICS_PER_CLASS = "{ds}/metrics/per_class"
+METRICS_CONFUSION = "{ds}/metrics/confusion"
+COMMON_IDS = METRIC_FILES["common_ids"]
 POINTS_SWEEP = "{ds}/metrics/points_sweep.csv"
 ROBUSTNESS = "{ds}/metrics/robustness.csv"
 FIGURE = "figures/{name}.{ext}"

@@ -315,6 +315,7 @@ TABLE_FILES = {
     "s1_csv": "table_s1_classification.csv", "s1_md": "table_s1_classification.md",
     "s2_csv": "table_s2_regression.csv", "s2_md": "table_s2_regression.md",
     "s3_csv": "table_s3_features.csv", "s3_md": "table_s3_features.md",
+    "results_csv": "results.csv", "results_md": "results.md",
 }
 
 

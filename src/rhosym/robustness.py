@@ -123,8 +123,10 @@ def xrd_inputs(row: dict, s, names: list[str], levels: dict, seed: int):
     st = structure_from_json(row["structure"])
     clean, d, f2 = simulate(st, s.xrd)
 
-    def stored(p):
-        return {"pattern": np.nan_to_num(np.asarray(to_float16(np.asarray(p).ravel()), np.float32))}
+    def stored(p):  # cast as the store does (noise may leave the [0, 1] range the store's check expects)
+        p = np.asarray(p, dtype=np.float64).ravel()
+        p16 = to_float16(p) if p.min() >= 0 and p.max() <= 1 else p.astype(np.float16)
+        return {"pattern": np.nan_to_num(np.asarray(p16, np.float32))}
 
     for name in names:
         for lv in levels[name]:
@@ -235,11 +237,12 @@ def run_robust_eval(smk) -> pd.DataFrame:
                             smk.input.common, list(r["perturbations"]), dict(r.get("levels") or {}),
                             int(r["max_structures"]), int(smk.params.seed), cfg.train_resource(w.model, "device"),
                             identity)
+    from rhosym.store import atomic_file
+
     out = Path(smk.output[0])
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    df.to_parquet(tmp, index=False)
-    tmp.replace(out)
+    with atomic_file(out) as tmp:
+        df.to_parquet(tmp, index=False)
     return df
 
 

@@ -120,9 +120,13 @@ def run_split(manifest_path: str, ingest_paths: list[str], split_out: str, distr
                       for p in ingest_paths for row in read_ingest(p, ["id", "structure"]) if row["structure"]}
     split = make_split(manifest, params.get("fractions", (0.8, 0.1, 0.1)), params.get("seed", 42),
                        params.get("group_by", "formula"), structures)
-    split.to_parquet(split_out, index=False)
+    from rhosym.store import atomic_file
+
+    with atomic_file(split_out) as tmp:
+        split.to_parquet(tmp, index=False)
     dist = class_distribution(manifest, split)
-    dist.to_csv(distribution_out, index=False)
+    with atomic_file(distribution_out) as tmp:
+        dist.to_csv(tmp, index=False)
     counts = split["split"].value_counts().reindex(SPLITS, fill_value=0)
     n_rej = int((manifest["status"] != "ok").sum())
     log.info("split (%s, seed %s): %s; %d rejected rows not split",

@@ -112,28 +112,33 @@ DISK_FULL_ERRNOS = frozenset(e for e in (getattr(errno, "ENOSPC", None), getattr
 _DISK_FULL_TEXT = ("no space left on device", "disk quota exceeded")
 
 
+def _chain(exc: BaseException | None) -> Iterator[BaseException]:
+    """``exc``, the errors it was raised from, and the members of exception groups (concurrent writes)."""
+    todo, seen = [exc], set()
+    while todo:
+        e = todo.pop(0)
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        yield e
+        todo.extend(getattr(e, "exceptions", None) or ())
+        todo.extend((e.__cause__, e.__context__))
+
+
 def disk_full(exc: BaseException | None) -> bool:
     """Whether ``exc`` (or an error it was raised from) says the disk (or a quota) is full."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
+    for e in _chain(exc):
+        if isinstance(e, OSError) and e.errno in DISK_FULL_ERRNOS:
             return True
-        if any(t in str(exc).lower() for t in _DISK_FULL_TEXT):
+        if any(t in str(e).lower() for t in _DISK_FULL_TEXT):
             return True
-        exc = exc.__cause__ or exc.__context__
     return False
 
 
 def disk_full_error(path: str | Path, exc: BaseException) -> OSError:
     """The one-line error of a write of ``path`` that ran out of space (raise it ``from exc``)."""
-    code = errno.ENOSPC
-    e: BaseException | None = exc
-    while e is not None:
-        if isinstance(e, OSError) and e.errno in DISK_FULL_ERRNOS:
-            code = e.errno
-            break
-        e = e.__cause__ or e.__context__
+    code = next((e.errno for e in _chain(exc) if isinstance(e, OSError) and e.errno in DISK_FULL_ERRNOS),
+                errno.ENOSPC)
     what = "disk quota exceeded" if code == getattr(errno, "EDQUOT", -1) else "no space left on device (disk full)"
     return OSError(code, f"{what} while writing {path}")
 

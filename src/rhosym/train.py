@@ -101,12 +101,10 @@ def seed_everything(seed: int) -> None:
 
 
 def atomic_csv(df: pd.DataFrame, path: str | Path) -> None:
-    import os
+    from rhosym.store import atomic_file
 
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    with atomic_file(path, hidden=True) as tmp:
+        df.to_csv(tmp, index=False)
 
 
 def _read_table(t) -> pd.DataFrame:

@@ -6,6 +6,7 @@ from rhosym import layout as L
 from rhosym import registry as R
 from rhosym import settings as rs
 from rhosym import workflow as rw
+from rhosym.density import density_path as _density_path
 
 rs.apply_standalone(config, workflow.config_settings.overwrite_config)
 try:
@@ -20,6 +21,8 @@ TRANSFERS = rw.expand_transfers(S)
 SHARDS = {ds: rw.dataset_shards(S, ds) for ds in DATASETS}
 _BY_KEY = {(e.dataset, e.model, e.task, e.variant): e for e in EXPERIMENTS}
 _TRANSFER_BY_KEY = {(t.target, t.experiment.model, t.experiment.task, t.variant): t for t in TRANSFERS}
+SWEEP = rw.sweep_experiments(S, EXPERIMENTS)
+ROBUST = rw.robust_experiments(S, EXPERIMENTS)
 ALL_TARGETS = []
 
 
@@ -111,3 +114,20 @@ def prediction_files(ds):
 
 def get_predictions(wildcards):
     return prediction_files(wildcards.ds)
+
+
+def get_sample_source(wildcards):
+    """The dense store, or the ingest shard when the density is evaluated directly."""
+    if _density_path(S, wildcards.ds) == "direct":
+        return path(L.INGEST_SHARD, ds=wildcards.ds, shard=wildcards.shard)
+    return path(L.DENSITY_SHARD, ds=wildcards.ds, shard=wildcards.shard)
+
+
+def get_sweep_outputs(wildcards):
+    return [path(L.SWEEP, ds=e.dataset, model=e.model, task=e.task, variant=e.variant, n=n)
+            for e in SWEEP if e.dataset == wildcards.ds for n in S.figures.points_sweep]
+
+
+def get_robust_outputs(wildcards):
+    return [path(L.ROBUST, ds=e.dataset, model=e.model, task=e.task, variant=e.variant, perturbation="all")
+            for e in ROBUST if e.dataset == wildcards.ds]

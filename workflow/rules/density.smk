@@ -8,16 +8,6 @@
 # most density.max_voxels = 30 M points (120 MB float32 per channel, 4 channels for mp_chgcar, plus
 # gemmi's grid). The store takes about 4.4 MB per structure at 0.06 A (4.4 GB per shard), 0.2 MB at 0.15 A.
 
-from rhosym.density import density_path as _density_path
-
-
-def get_sample_source(wildcards):
-    """The dense store, or the ingest shard when the density is evaluated directly."""
-    if _density_path(S, wildcards.ds) == "direct":
-        return path(L.INGEST_SHARD, ds=wildcards.ds, shard=wildcards.shard)
-    return path(L.DENSITY_SHARD, ds=wildcards.ds, shard=wildcards.shard)
-
-
 rule density_shard:
     input:
         ingest=wild(L.INGEST_SHARD),

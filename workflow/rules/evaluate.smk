@@ -2,9 +2,6 @@
 # (rhosym.evaluate), and the inference-time points sweep behind figS8_sweep: each trained density
 # classifier re-run on the test split with at most N points per structure; nothing is retrained.
 
-SWEEP = rw.sweep_experiments(S, EXPERIMENTS)
-
-
 localrules:
     metrics,
     points_sweep,
@@ -15,9 +12,9 @@ rule metrics:
         predictions=get_predictions,
         manifest=wild(L.MANIFEST),
     output:
-        **{k: wild(L.METRICS_DIR + "/" + f) for k, f in L.METRIC_FILES.items()},
-        per_class=directory(wild(L.METRICS_DIR + "/per_class")),
-        confusion=directory(wild(L.METRICS_DIR + "/confusion")),
+        **{k: wild(f) for k, f in L.METRIC_FILES.items()},
+        per_class=directory(wild(L.METRICS_PER_CLASS)),
+        confusion=directory(wild(L.METRICS_CONFUSION)),
     params:
         evaluate=S.evaluate.model_dump(include={"bootstrap", "confidence"}),
     log:
@@ -32,11 +29,6 @@ rule metrics:
         "../../envs/rhosym.yaml"
     script:
         "../scripts/metrics.py"
-
-
-def get_sweep_outputs(wildcards):
-    return [path(L.SWEEP, ds=e.dataset, model=e.model, task=e.task, variant=e.variant, n=n)
-            for e in SWEEP if e.dataset == wildcards.ds for n in S.figures.points_sweep]
 
 
 rule predict_sweep:
@@ -84,5 +76,4 @@ rule points_sweep:
         "../scripts/points_sweep.py"
 
 
-ALL_TARGETS.extend(path(L.METRICS_DIR + "/" + f, ds=ds) for ds in DATASETS if prediction_files(ds)
-                   for f in L.METRIC_FILES.values())
+ALL_TARGETS.extend(path(f, ds=ds) for ds in DATASETS if prediction_files(ds) for f in L.METRIC_FILES.values())

@@ -4,14 +4,6 @@
 # Perturbed inputs are rebuilt from the ingest shards (densities recomputed and re-sampled), so the rule
 # depends on the settings that made the training inputs.
 
-ROBUST = rw.robust_experiments(S, EXPERIMENTS)
-
-
-def get_robust_outputs(wildcards):
-    return [path(L.ROBUST, ds=e.dataset, model=e.model, task=e.task, variant=e.variant, perturbation="all")
-            for e in ROBUST if e.dataset == wildcards.ds]
-
-
 localrules:
     robustness,
 
@@ -23,7 +15,7 @@ rule robust_eval:
         split=get_split,
         ingest=get_ingest_shards,
         stores=get_stores,
-        common=wild(L.METRICS_DIR + "/common_test_ids.csv"),
+        common=wild(L.COMMON_IDS),
     output:
         wild(L.ROBUST, perturbation="all"),
     params:

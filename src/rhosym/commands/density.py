@@ -1,54 +1,91 @@
-"""``rhosym density INPUT --out STORE.zarr``: the dense density store of one CIF or CHGCAR."""
+"""``rhosym density INPUT --out STORE.zarr``: the dense density store of one structure or charge density.
+
+A structure file (CIF, POSCAR, ...; the first structure when it holds several) goes through ingest's
+path (rhosym.ingest.prepare: the structure checks, labels and the density cell, ``--cell``, default
+conventional) and gets the all-electron IT92 density of that cell; a CHGCAR (any name
+rhosym.shards.is_chgcar knows, plain or compressed) or an MP charge-density JSON (``mp-149.json.gz``)
+keeps its own cell and grid (``--cell as_is``) after the same checks. Bad input: one line on stderr,
+exit status 1 (rhosym.cli); nothing is left at ``--out``.
+"""
 
 from __future__ import annotations
 
-HELP = "Dense electron density (e/A^3) of one CIF (all-electron, IT92) or CHGCAR into a zarr store."
+HELP = "Dense electron density (e/A^3) of one CIF (all-electron, IT92), CHGCAR or MP charge-density JSON."
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("input", help="a CIF (or any structure file pymatgen reads) or a CHGCAR (.gz/.bz2/.xz)")
+    from rhosym.commands._common import add_check_options, cell_choices
+    from rhosym.settings import DensitySettings
+
+    d = DensitySettings.model_fields
+    parser.add_argument("input", help="a CIF (or any structure file pymatgen reads), a CHGCAR (.gz/.bz2/.xz) "
+                                      "or an MP charge-density JSON (.json, .json.gz)")
     parser.add_argument("--out", required=True, help="output store (a .zarr directory)")
-    parser.add_argument("--spacing", type=float, help="grid spacing in A for structures (default 0.15)")
-    parser.add_argument("--channels", type=int, choices=[1, 4], default=4,
-                        help="CHGCAR: 1 = total, 4 = total, magnetization, up, down (default 4)")
-    parser.add_argument("--b-iso", type=float, help="isotropic B (A^2) for sites without b_iso (default 0.5)")
+    parser.add_argument("--cell", choices=cell_choices(),
+                        help="density cell of a structure (default conventional, as ingest); a CHGCAR or JSON "
+                             "keeps its own cell and grid (as_is)")
+    parser.add_argument("--spacing", type=float,
+                        help=f"grid spacing in A for structures (default {d['spacing'].default})")
+    parser.add_argument("--channels", type=int, choices=[1, 4], default=d["channels"].default,
+                        help="CHGCAR/JSON: 1 = total, 4 = total, magnetization, up, down "
+                             f"(default {d['channels'].default})")
+    parser.add_argument("--b-iso", type=float,
+                        help=f"isotropic B (A^2) for sites without b_iso (default {d['b_iso'].default})")
     parser.add_argument("--id", help="structure id (default: the file name)")
-
-
-def _is_chgcar(name: str) -> bool:
-    import re
-
-    base = re.sub(r"\.(gz|bz2|xz)$", "", name)
-    return "CHGCAR" in base.upper() or base.lower().endswith(".chgcar")
+    add_check_options(parser)
 
 
 def run(args) -> int:
     import json
     from pathlib import Path
 
-    from rhosym.density import write_density_store
+    import numpy as np
+
+    from rhosym.commands._common import (
+        InputError,
+        about,
+        ingest_settings,
+        is_charge_density,
+        prepare_structure,
+        read_structure,
+        remove_output,
+    )
+    from rhosym.density import grid_shape, read_charge_density, write_density_store
     from rhosym.logs import setup_logging
+    from rhosym.settings import DensitySettings, section
     from rhosym.store import read_attrs
 
     log = setup_logging()
     path = Path(args.input)
     sid = args.id or path.name
-    cfg = {"channels": args.channels, "spacing": args.spacing, "b_iso": args.b_iso}
-    if _is_chgcar(path.name):
+    cfg = section(DensitySettings, {"channels": args.channels, "spacing": args.spacing, "b_iso": args.b_iso})
+    ingest = ingest_settings(args)
+    rec, source = read_structure(path, ingest)
+    if is_charge_density(path):
+        if args.cell not in (None, "as_is"):
+            raise InputError(f"a charge density keeps its own cell and grid: --cell must be as_is, not {args.cell}",
+                             source)
+        prepare_structure(rec, source, "as_is", ingest)
+        with about(source):  # the grids themselves (NaN/Inf, truncation), before anything is written
+            data = read_charge_density(path)
+            nvox = int(np.prod(data.shape))
+            if nvox > cfg.max_voxels:
+                raise InputError(f"grid {tuple(data.shape)} has {nvox} voxels > max_voxels {cfg.max_voxels}")
+        del data
         row = {"id": sid, "kind": "mp_chgcar", "chgcar_path": str(path)}
     else:
-        from pymatgen.core import Structure
-        from pymatgen.io.cif import CifParser
-
-        if path.suffix.lower() == ".cif":
-            s = CifParser(str(path)).parse_structures(primitive=False)[0]
-        else:
-            s = Structure.from_file(str(path))
-        row = {"id": sid, "kind": "file", "structure": json.dumps(s.as_dict())}
+        cell = args.cell or "conventional"
+        dc, _labels = prepare_structure(rec, source, cell, ingest)
+        shape = grid_shape(dc.lattice.abc, cfg.spacing)
+        nvox = int(np.prod(shape))
+        if nvox > cfg.max_voxels:
+            raise InputError(f"{cell} cell on a {cfg.spacing} A grid {shape} has {nvox} voxels > max_voxels "
+                             f"{cfg.max_voxels}", source)
+        row = {"id": sid, "kind": "file", "structure": json.dumps(dc.as_dict())}  # as ingest stores it
     counts = write_density_store(args.out, [row], cfg)
-    attrs = read_attrs(args.out)
     if counts["ok"] == 0:
-        log.error("%s rejected: %s", sid, attrs["rejected"].get(sid))
-        return 1
+        reason = read_attrs(args.out)["rejected"].get(sid) or "rejected"
+        remove_output(args.out)
+        raise InputError(reason, source)
     log.info("%s -> %s", sid, args.out)
     return 0
