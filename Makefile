@@ -45,7 +45,7 @@ test: lint pytest dryrun tiny test-slurm
 
 # The public benchmark, variant quick (about 90 min on 2 CPU cores; docs/benchmarks/public.md).
 benchmark: $(STAMP)
-	$(SMK) --profile profiles/local --configfile config/benchmarks/public.yaml all
+	$(SMK) all --profile profiles/local --configfile config/benchmarks/public.yaml
 
 report: $(STAMP)
 	$(SMK) --profile profiles/local all --report report.html

@@ -56,7 +56,7 @@ def _chosen_command(argv: list[str] | None) -> str | None:
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The parser of every command; with ``only``, the options of that command alone are built (the
-    others are listed with their help line)."""
+    others are listed with their help line; ``""``: no command's options)."""
     parser = argparse.ArgumentParser(
         prog="rhosym",
         description="Crystal symmetry and properties from 3D electron density.",
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run ``rhosym`` with ``argv`` (default ``sys.argv[1:]``) and return the exit status."""
     chosen = _chosen_command(argv)
     known = {name for name, _ in _command_modules()}
-    parser = build_parser(only=chosen if chosen in known else None)
+    parser = build_parser(only=chosen if chosen in known else "")  # no command: none of their options
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help()

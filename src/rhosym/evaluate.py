@@ -74,51 +74,139 @@ def _one_label(v, task: str) -> str:
     return str(v)
 
 
+def _as_values(values) -> np.ndarray | None:
+    """``values`` as a 1-D array whose elements are what iterating ``values`` gives (numeric arrays kept
+    as they are); None when that is not possible (the caller then iterates)."""
+    if isinstance(values, np.ndarray):
+        return values if values.ndim == 1 and values.dtype.kind in "biufOU" else None
+    if isinstance(values, (pd.Series, pd.Index)):
+        return values.to_numpy(dtype=object)
+    try:
+        return np.fromiter(values, dtype=object)
+    except (TypeError, ValueError):
+        return None
+
+
 def normalize_labels(values: Iterable, task: str) -> np.ndarray:
-    """Labels as strings that compare equal across writers: ``12``, ``12.0`` and ``"12"`` all give ``"12"``."""
-    return np.array([_one_label(v, task) for v in values], dtype=object)
+    """Labels as strings that compare equal across writers: ``12``, ``12.0`` and ``"12"`` all give ``"12"``.
+
+    Each distinct value is converted once (a label column holds few distinct values); missing values
+    (None, NaN, NA) one by one.
+    """
+    arr = _as_values(values)
+    if arr is None or len(arr) < 64:
+        return np.array([_one_label(v, task) for v in (values if arr is None else arr)], dtype=object)
+    out = np.empty(len(arr), dtype=object)
+    missing = np.asarray(pd.isna(arr), dtype=bool)
+    if missing.any():
+        out[missing] = [_one_label(v, task) for v in arr[missing]]
+        arr = arr[~missing]
+    try:
+        codes, uniques = pd.factorize(arr)
+    except TypeError:  # unhashable values
+        out[~missing] = [_one_label(v, task) for v in arr]
+        return out
+    labels = np.empty(len(uniques), dtype=object)
+    labels[:] = [_one_label(v, task) for v in uniques]
+    out[~missing] = labels[codes]
+    return out
+
+
+def _sorted_codes(*label_arrays: np.ndarray, extra=()) -> tuple[list[str], list[np.ndarray]]:
+    """Integer codes of normalized labels, numbered in the sorted order of the labels (so scikit-learn
+    sees the classes in the same order as with the strings); ``extra`` labels are numbered too."""
+    present = set(extra)
+    for a in label_arrays:
+        present.update(pd.unique(a))
+    classes = sorted(present)
+    return classes, [_codes(a, classes) for a in label_arrays]
+
+
+def _codes(values, labels) -> np.ndarray:
+    """Position of each value in ``labels`` (-1: not there)."""
+    return np.asarray(pd.Index(labels).get_indexer(np.asarray(values, dtype=object)), dtype=np.int64)
+
+
+def _topk_hits(y_true: np.ndarray, topk, k: int, task: str) -> np.ndarray:
+    """Per row: is ``y_true`` (as given) among the normalized first ``k`` of its ``topk`` (None: no)."""
+    n = len(y_true)
+    flat, owner = [], []
+    for i, cand in zip(range(n), topk):
+        if cand is None:
+            continue
+        c = list(cand)[:k]
+        flat.extend(c)
+        owner.extend([i] * len(c))
+    return _hits_from_flat(y_true, flat, np.asarray(owner, dtype=np.int64), task)
+
+
+def _hits_from_flat(y_true, flat, owner: np.ndarray, task: str) -> np.ndarray:
+    hits = np.zeros(len(y_true), dtype=bool)
+    if len(owner):
+        cand = normalize_labels(flat, task)
+        t = np.empty(len(y_true), dtype=object)
+        t[:] = list(y_true)
+        hits[owner[np.asarray(t[owner] == cand, dtype=bool)]] = True
+    return hits
 
 
 def topk_accuracy(y_true: Sequence[str], topk: Sequence[Sequence], k: int, task: str) -> float:
     """Fraction of rows whose true label is among the first ``k`` of ``topk`` (best first)."""
     if len(y_true) == 0:
         return float("nan")
-    hits = 0
-    for t, cand in zip(y_true, topk):
-        if cand is None:
-            continue
-        hits += t in set(normalize_labels(list(cand)[:k], task))
-    return hits / len(y_true)
+    return int(_topk_hits(y_true, topk, k, task).sum()) / len(y_true)
 
 
-def classification_metrics(y_true, y_pred, task: str, topk=None) -> dict:
-    """``n, top1, top5, macro_f1, weighted_f1`` (F1 over the classes present in ``y_true`` or ``y_pred``)."""
+def _class_metrics(yt: np.ndarray, yp: np.ndarray, hits5: np.ndarray | None) -> dict:
+    """:func:`classification_metrics` of normalized labels (``hits5``: top-5 hit per row, or None)."""
     from sklearn.metrics import accuracy_score, f1_score
 
-    yt = normalize_labels(y_true, task)
-    yp = normalize_labels(y_pred, task)
     n = len(yt)
     if n == 0:
         return {"n": 0, "top1": np.nan, "top5": np.nan, "macro_f1": np.nan, "weighted_f1": np.nan}
+    _, (ct, cp) = _sorted_codes(yt, yp)
     out = {
         "n": n,
-        "top1": float(accuracy_score(yt, yp)),
-        "top5": topk_accuracy(yt, topk, 5, task) if topk is not None else np.nan,
-        "macro_f1": float(f1_score(yt, yp, average="macro", zero_division=0)),
-        "weighted_f1": float(f1_score(yt, yp, average="weighted", zero_division=0)),
+        "top1": float(accuracy_score(ct, cp)),
+        "top5": int(np.count_nonzero(hits5)) / n if hits5 is not None else np.nan,
+        "macro_f1": float(f1_score(ct, cp, average="macro", zero_division=0)),
+        "weighted_f1": float(f1_score(ct, cp, average="weighted", zero_division=0)),
     }
     return out
 
 
-def per_class_table(y_true, y_pred, task: str) -> pd.DataFrame:
-    """``label, precision, recall, f1, support`` for every class of the task's full label set."""
+def classification_metrics(y_true, y_pred, task: str, topk=None) -> dict:
+    """``n, top1, top5, macro_f1, weighted_f1`` (F1 over the classes present in ``y_true`` or ``y_pred``)."""
+    yt = normalize_labels(y_true, task)
+    yp = normalize_labels(y_pred, task)
+    hits = _topk_hits(yt, topk, 5, task) if topk is not None and len(yt) else None
+    return _class_metrics(yt, yp, hits)
+
+
+def _per_class(yt: np.ndarray, yp: np.ndarray, task: str) -> pd.DataFrame:
     from sklearn.metrics import precision_recall_fscore_support
 
     labels = label_space(task)
-    yt = normalize_labels(y_true, task)
-    yp = normalize_labels(y_pred, task)
-    p, r, f, s = precision_recall_fscore_support(yt, yp, labels=labels, zero_division=0)
+    classes, (ct, cp) = _sorted_codes(yt, yp, extra=labels)
+    code = {c: i for i, c in enumerate(classes)}
+    p, r, f, s = precision_recall_fscore_support(ct, cp, labels=[code[lab] for lab in labels], zero_division=0)
     return pd.DataFrame({"label": labels, "precision": p, "recall": r, "f1": f, "support": s.astype(int)})
+
+
+def per_class_table(y_true, y_pred, task: str) -> pd.DataFrame:
+    """``label, precision, recall, f1, support`` for every class of the task's full label set."""
+    return _per_class(normalize_labels(y_true, task), normalize_labels(y_pred, task), task)
+
+
+def _confusion(yt: np.ndarray, yp: np.ndarray, task: str) -> pd.DataFrame:
+    labels = label_space(task)
+    k = len(labels)
+    m = np.zeros((k, k), dtype=np.int64)
+    if len(yt):
+        it, ip = _codes(yt, labels), _codes(yp, labels)
+        both = (it >= 0) & (ip >= 0)  # pairs with a label outside the set are not counted
+        m = np.bincount(it[both] * k + ip[both], minlength=k * k).reshape(k, k).astype(np.int64)
+    return pd.DataFrame(m, index=pd.Index(labels, name="true"), columns=pd.Index(labels, name="pred"))
 
 
 def confusion_counts(y_true, y_pred, task: str) -> pd.DataFrame:
@@ -126,15 +214,7 @@ def confusion_counts(y_true, y_pred, task: str) -> pd.DataFrame:
 
     Predictions outside the label set are not counted here (they are logged by the caller).
     """
-    from sklearn.metrics import confusion_matrix
-
-    labels = label_space(task)
-    yt = normalize_labels(y_true, task)
-    yp = normalize_labels(y_pred, task)
-    m = confusion_matrix(yt, yp, labels=labels) if len(yt) else np.zeros((len(labels),) * 2, dtype=int)
-    df = pd.DataFrame(m.astype(np.int64), index=pd.Index(labels, name="true"),
-                      columns=pd.Index(labels, name="pred"))
-    return df
+    return _confusion(normalize_labels(y_true, task), normalize_labels(y_pred, task), task)
 
 
 def row_normalize(counts: pd.DataFrame) -> pd.DataFrame:
@@ -235,73 +315,193 @@ def _class_seed_metrics(g: pd.DataFrame, task: str) -> dict:
     return classification_metrics(g["y_true"].tolist(), g["y_pred"].tolist(), task, topk)
 
 
+def _file_topk_hits(path, df: pd.DataFrame, yt: np.ndarray, k: int = 5) -> np.ndarray:
+    """Top-``k`` hit of every row of one prediction file (rows of classification tasks), from its
+    ``topk`` column read with pyarrow (the lists are never turned into Python objects)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    hits = np.zeros(len(df), dtype=bool)
+    col = pq.read_table(path, columns=["topk"]).column("topk").combine_chunks()
+    if len(col) != len(df) or not (pa.types.is_list(col.type) or pa.types.is_large_list(col.type)):
+        topk = pd.read_parquet(path, columns=["topk"])["topk"]
+        for task, idx in df.groupby("task", sort=False).indices.items():
+            if task in CLASS_TASKS:
+                hits[idx] = _topk_hits(yt[idx], topk.iloc[idx].tolist(), k, task)
+        return hits
+    first = pc.list_slice(col, 0, k)
+    for task, idx in df.groupby("task", sort=False).indices.items():
+        if task not in CLASS_TASKS:
+            continue
+        sub = first.take(pa.array(idx))
+        owner = np.asarray(pc.list_parent_indices(sub).to_numpy(zero_copy_only=False), dtype=np.int64)
+        flat = pc.list_flatten(sub).to_numpy(zero_copy_only=False)
+        hits[idx] = _hits_from_flat(yt[idx], flat, owner, task)
+    return hits
+
+
+def _read_for_metrics(paths: Sequence[str]) -> tuple[pd.DataFrame, dict, bool]:
+    """:func:`read_predictions` for :func:`evaluate_predictions`: the same rows, but instead of
+    ``y_true, y_pred, topk, topk_prob`` the normalized labels ``_yt, _yp`` (classification tasks), the
+    values ``_vt, _vp`` (other tasks) and the top-5 hit ``_top5``; plus whether any file had ``topk``."""
+    import pyarrow.parquet as pq
+
+    needed = VARIANT_KEY + ["seed", "id", "y_true", "y_pred"]
+    frames, skipped, any_topk = [], {}, False
+    for p in paths:
+        has_topk = False
+        try:
+            names = pq.read_schema(p).names
+            has_topk = "topk" in names
+            df = pd.read_parquet(p, columns=[c for c in needed if c in names])
+        except Exception:  # noqa: BLE001 - read it the ordinary way (and report its error)
+            try:
+                df = pd.read_parquet(p)
+            except Exception as exc:  # noqa: BLE001 - report and go on
+                skipped[str(p)] = f"unreadable: {type(exc).__name__}: {exc}".splitlines()[0]
+                continue
+            has_topk = "topk" in df.columns
+            df = df[[c for c in needed if c in df.columns]]
+        missing = [c for c in needed if c not in df.columns]
+        if missing:
+            skipped[str(p)] = f"not a rhosym prediction file (no {', '.join(missing)})"
+            continue
+        if not len(df):
+            continue
+        n = len(df)
+        yt, yp = np.full(n, "", dtype=object), np.full(n, "", dtype=object)
+        vt, vp = np.full(n, np.nan), np.full(n, np.nan)
+        for task, idx in df.groupby("task", sort=False).indices.items():
+            if task in CLASS_TASKS:
+                yt[idx] = normalize_labels(df["y_true"].iloc[idx], task)
+                yp[idx] = normalize_labels(df["y_pred"].iloc[idx], task)
+            else:
+                vt[idx] = pd.to_numeric(df["y_true"].iloc[idx], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+                vp[idx] = pd.to_numeric(df["y_pred"].iloc[idx], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        top5 = np.zeros(n, dtype=bool)
+        if has_topk:
+            any_topk = True
+            top5 = _file_topk_hits(p, df, yt)
+        df = df.drop(columns=["y_true", "y_pred"])
+        df["id"] = df["id"].astype(str)
+        # object columns of shared label strings (8 bytes a row, no copies)
+        df["_yt"], df["_yp"] = (pd.Series(a, index=df.index, dtype=object) for a in (yt, yp))
+        df["_vt"], df["_vp"], df["_top5"] = vt, vp, top5
+        frames.append(df)
+    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        columns=VARIANT_KEY + ["seed", "id", "_yt", "_yp", "_vt", "_vp", "_top5"])
+    for p, why in skipped.items():
+        log.warning("prediction file skipped: %s: %s", p, why)
+    return df, skipped, any_topk
+
+
+def _groups(frame: pd.DataFrame, keys: list[str], dropna: bool = True) -> list[tuple[tuple, np.ndarray]]:
+    """``(key, row positions)`` of ``frame.groupby(keys, sort=False, dropna=dropna)`` in the order its
+    iteration gives, without the sorted copy of the whole frame that iterating makes."""
+    ind = frame.groupby(keys, sort=False, dropna=dropna).indices
+    return sorted(ind.items(), key=lambda kv: kv[1][0])
+
+
+def _labelled_mask(df: pd.DataFrame, classification: bool) -> np.ndarray:
+    if classification:
+        return np.asarray(df["_yt"].to_numpy() != "", dtype=bool)
+    return np.isfinite(df["_vt"].to_numpy(dtype=float))
+
+
+def _take(values: np.ndarray, pos: np.ndarray, fill):
+    """``values[pos]`` with ``fill`` where ``pos`` is -1 (an id this seed did not predict)."""
+    if len(pos) == 0 or pos.min() >= 0:
+        return values[pos]
+    out = values[np.maximum(pos, 0)].copy()
+    out[pos < 0] = fill
+    return out
+
+
 def evaluate_predictions(pred_paths: Sequence[str], out_dir: str | Path, dataset: str | None = None,
                          bootstrap: int = 1000, confidence: float = 0.95, bootstrap_f1: int = 200) -> dict:
     """The ``metrics`` rule: every table of one data set's predictions, written under ``out_dir``.
 
     Returns ``{"classification", "regression", "per_seed", "common_ids"}`` DataFrames. A prediction
     file that is missing or unreadable is logged with its reason and skipped.
+
+    Labels are normalized once per file, top-5 hits are computed from the ``topk`` lists with pyarrow,
+    and metrics use integer class codes (numbered in the labels' sorted order, so scikit-learn gives
+    the same numbers as with the strings); 200,000 test rows × six models stay within a minute or two.
     """
     from rhosym import stats
 
     out = Path(out_dir)
     (out / "per_class").mkdir(parents=True, exist_ok=True)
     (out / "confusion").mkdir(parents=True, exist_ok=True)
-    df, skipped = read_predictions(pred_paths)
+    df, skipped, has_topk = _read_for_metrics(pred_paths)
     if dataset and len(df):
         df["dataset"] = dataset
     cls_rows, reg_rows, seed_rows, id_rows, index_rows = [], [], [], [], []
-    for (split, task), rows in df.groupby(["split", "task"], sort=False):
-        ids = common_ids(rows, task)
+    for (split, task), where in _groups(df, ["split", "task"]):
+        rows = df.take(where)
+        is_cls = task in CLASS_TASKS
+        labelled = rows[_labelled_mask(rows, is_cls)]
+        lab_ids = labelled["id"].to_numpy(dtype=object)
+        sets = [set(lab_ids[i].tolist()) for _, i in _groups(labelled, VARIANT_KEY + ["seed"], dropna=False)]
+        ids = sorted(set.intersection(*sets)) if sets else []
+        del labelled, lab_ids, sets
         id_rows += [{"split": split, "task": task, "id": i} for i in ids]
         n_variants = rows.groupby(VARIANT_KEY, dropna=False).ngroups
         log.info("%s/%s: common test set of %d structures over %d variants", split, task, len(ids), n_variants)
-        for key, v in rows.groupby(VARIANT_KEY, dropna=False, sort=False):
+        for key, vi in _groups(rows, VARIANT_KEY, dropna=False):
+            v = rows.take(vi)
             base = dict(zip(VARIANT_KEY, key))
             seeds = sorted(v["seed"].unique())
             per_seed_common, per_seed_full = [], []
             for seed in seeds:
-                full = _labelled(v[v["seed"] == seed], task)
-                com = full[full["id"].isin(ids)].drop_duplicates("id").set_index("id").reindex(ids).reset_index()
-                if task in CLASS_TASKS:
-                    mc, mf = _class_seed_metrics(com, task), _class_seed_metrics(full, task)
+                sv = v[v["seed"] == seed]
+                full = sv[_labelled_mask(sv, is_cls)]
+                first = full.drop_duplicates("id")
+                pos = pd.Index(first["id"]).get_indexer(ids) if ids else np.zeros(0, dtype=np.int64)
+                if is_cls:
+                    f_yt, f_yp, f_hit = (full[c].to_numpy() for c in ("_yt", "_yp", "_top5"))
+                    com = {"yt": _take(first["_yt"].to_numpy(), pos, ""), "yp": _take(first["_yp"].to_numpy(), pos, ""),
+                           "hit": _take(first["_top5"].to_numpy(), pos, False)}
+                    mc = _class_metrics(com["yt"], com["yp"], com["hit"] if has_topk else None)
+                    mf = _class_metrics(f_yt, f_yp, f_hit if has_topk else None)
                 else:
-                    mc, mf = regression_metrics(com["y_true"], com["y_pred"]), regression_metrics(full["y_true"],
-                                                                                                  full["y_pred"])
+                    com = {"vt": _take(first["_vt"].to_numpy(dtype=float), pos, np.nan),
+                           "vp": _take(first["_vp"].to_numpy(dtype=float), pos, np.nan)}
+                    mc = regression_metrics(com["vt"], com["vp"])
+                    mf = regression_metrics(full["_vt"].to_numpy(dtype=float), full["_vp"].to_numpy(dtype=float))
                 per_seed_common.append((com, mc))
                 per_seed_full.append(mf)
                 seed_rows.append({**base, "seed": int(seed), "set": "common", **mc})
                 seed_rows.append({**base, "seed": int(seed), "set": "full", **mf})
             row = {**base, "control": base["model"] in CONTROL_MODELS, "n_seeds": len(seeds), "n": len(ids),
                    "n_full": int(round(np.mean([m["n"] for m in per_seed_full])))}
-            names = CLASS_METRICS if task in CLASS_TASKS else REG_METRICS
+            names = CLASS_METRICS if is_cls else REG_METRICS
             for name in names:
                 row[name], row[f"{name}_sd"] = stats.mean_sd([m[name] for _, m in per_seed_common])
                 row[f"{name}_full"] = stats.mean_sd([m[name] for m in per_seed_full])[0]
             frames = [c for c, _ in per_seed_common]
-            if task in CLASS_TASKS and ids:
+            if is_cls and ids:
                 labels = label_space(task)
-                idx = {lab: i for i, lab in enumerate(labels)}
-                yt = np.array([idx.get(x, -1) for x in normalize_labels(frames[0]["y_true"], task)])
-                yp = np.array([[idx.get(x, -1) for x in normalize_labels(f["y_pred"], task)] for f in frames])
+                yt = _codes(frames[0]["yt"], labels)
+                yp = np.stack([_codes(f["yp"], labels) for f in frames])
                 correct = (yp == yt[None, :]).mean(0)
                 row["top1_lo"], row["top1_hi"] = stats.bootstrap_mean(correct, bootstrap, confidence)
                 row["macro_f1_lo"], row["macro_f1_hi"] = stats.bootstrap_f1(
                     yt, yp, len(labels), min(bootstrap, bootstrap_f1), confidence)
                 stem = experiment_stem(row)
-                pooled = pd.concat(frames, ignore_index=True)
-                per_class_table(pooled["y_true"], pooled["y_pred"], task).to_csv(out / "per_class" / f"{stem}.csv",
-                                                                                  index=False)
-                counts = confusion_counts(pooled["y_true"], pooled["y_pred"], task)
+                pooled_yt = np.concatenate([f["yt"] for f in frames])
+                pooled_yp = np.concatenate([f["yp"] for f in frames])
+                _per_class(pooled_yt, pooled_yp, task).to_csv(out / "per_class" / f"{stem}.csv", index=False)
+                counts = _confusion(pooled_yt, pooled_yp, task)
                 counts.to_csv(out / "confusion" / f"{stem}.csv")
                 row_normalize(counts).to_csv(out / "confusion" / f"{stem}-rates.csv", float_format="%.6g")
                 index_rows.append({**base, "file": f"{stem}-rates.csv"})
             elif task in REGRESSION_TASKS and ids:
-                err = np.mean([np.abs(f["y_true"].astype(float) - f["y_pred"].astype(float)).to_numpy()
-                               for f in frames], axis=0)
+                err = np.mean([np.abs(f["vt"] - f["vp"]) for f in frames], axis=0)
                 row["mae_lo"], row["mae_hi"] = stats.bootstrap_mean(err, bootstrap, confidence)
                 row["unit"] = UNITS.get(task, "")
-            (cls_rows if task in CLASS_TASKS else reg_rows).append(row)
+            (cls_rows if is_cls else reg_rows).append(row)
     cls = _with_margins(pd.DataFrame(cls_rows), "top1", 100.0, "margin_lattice_pp")
     reg = _with_margins(pd.DataFrame(reg_rows), "mae", -1.0, "margin_lattice")
     cls, reg = sort_rows(cls), sort_rows(reg)

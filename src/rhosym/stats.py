@@ -6,6 +6,11 @@ prediction of a resampled structure together, and recomputes the seed-averaged m
 the percentile interval of those values. Resampling uses the Poisson bootstrap (each structure's
 weight ~ Poisson(1)), which equals the ordinary bootstrap for large test sets and vectorizes, so
 200,000 test structures × 6 models stay within seconds and bounded memory (chunks of resamples).
+
+Every interval of one comparison uses the same seed and the same number of structures, so the same
+weights: the weight stream of the latest (seed, n) is kept (one byte per weight, at most
+``CACHE_ELEMENTS``) and reused by the next call instead of being drawn again. Draws come in the same
+order either way, so the intervals are the same as drawing them anew.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 
 CHUNK_ELEMENTS = 20_000_000  # weights held at once (float32: 80 MB)
+CACHE_ELEMENTS = 400_000_000  # weights of the latest (seed, n) kept for reuse (uint8: 400 MB)
+_STREAM: dict = {}  # {"key": (seed, n), "rng": Generator after the cached rows, "rows": uint8 (rows, n)}
 
 
 def mean_sd(values) -> tuple[float, float]:
@@ -33,6 +40,47 @@ def _chunks(n_boot: int, n: int):
         yield min(step, n_boot - start)
 
 
+def _cached_rows(seed: int, n: int, n_rows: int) -> np.ndarray | None:
+    """Rows 0..n_rows-1 of ``default_rng(seed).poisson(1, (·, n))`` as uint8, drawn once per (seed, n) and
+    extended on demand; None when they would not fit ``CACHE_ELEMENTS`` (or a weight exceeds 255)."""
+    if n_rows * n > CACHE_ELEMENTS or n == 0:
+        return None
+    key = (int(seed), int(n))
+    if _STREAM.get("key") != key:
+        _STREAM.clear()
+        _STREAM.update(key=key, rng=np.random.default_rng(seed), rows=np.empty((0, n), dtype=np.uint8))
+    rows = _STREAM["rows"]
+    have = len(rows)
+    if have < n_rows:
+        grown = np.empty((n_rows, n), dtype=np.uint8)
+        grown[:have] = rows
+        rng = _STREAM["rng"]
+        for start in range(have, n_rows, max(1, CHUNK_ELEMENTS // n)):
+            b = min(max(1, CHUNK_ELEMENTS // n), n_rows - start)
+            w = rng.poisson(1.0, size=(b, n))
+            if w.max(initial=0) > 255:
+                _STREAM.clear()
+                return None
+            grown[start:start + b] = w
+        _STREAM["rows"] = rows = grown
+    return rows[:n_rows]
+
+
+def _weight_blocks(seed: int, n: int, n_boot: int, chunk_n: int):
+    """The float32 weight blocks ``(b, n)`` of resamples 0..n_boot-1 (b from ``_chunks(n_boot, chunk_n)``),
+    the same values as drawing them block after block from ``default_rng(seed)``."""
+    rows = _cached_rows(seed, n, n_boot)
+    if rows is None:
+        rng = np.random.default_rng(seed)
+        for b in _chunks(n_boot, chunk_n):
+            yield _weights(rng, b, n)
+        return
+    start = 0
+    for b in _chunks(n_boot, chunk_n):
+        yield rows[start:start + b].astype(np.float32)
+        start += b
+
+
 def percentile_interval(samples: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
     s = np.asarray(samples, dtype=np.float64)
     s = s[np.isfinite(s)]
@@ -49,10 +97,9 @@ def bootstrap_mean(per_item: np.ndarray, n_boot: int = 1000, confidence: float =
     x = np.asarray(per_item, dtype=np.float64)
     if n_boot <= 0 or len(x) == 0:
         return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
     out = []
-    for b in _chunks(n_boot, len(x)):
-        w = _weights(rng, b, len(x))
+    for w in _weight_blocks(seed, len(x), n_boot, len(x)):
+        b = len(w)
         tot = w.sum(1)
         out.append(np.divide(w @ x, tot, out=np.full(b, np.nan), where=tot > 0))
     return percentile_interval(np.concatenate(out), confidence)
@@ -88,13 +135,14 @@ def bootstrap_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, n_boot:
     yp = np.where((yp >= 0) & (yp < n_classes), yp, n_classes)
     yt = np.where((yt >= 0) & (yt < n_classes), yt, n_classes)
     pair = yt[None, :] * c + yp  # (seeds, n)
-    rng = np.random.default_rng(seed)
     out = []
-    for b in _chunks(n_boot, n * max(1, c // 8)):
-        w = _weights(rng, b, n)
+    for w in _weight_blocks(seed, n, n_boot, n * max(1, c // 8)):
+        b = len(w)
         vals = np.zeros(b)
+        rows = (np.arange(b, dtype=np.int64) * (c * c))[:, None]
         for s in range(pair.shape[0]):
-            conf = np.stack([np.bincount(pair[s], weights=w[k], minlength=c * c) for k in range(b)])
+            # one bincount for the b resamples: each bin sums the same weights in the same order
+            conf = np.bincount((rows + pair[s][None, :]).ravel(), weights=w.ravel(), minlength=b * c * c)
             conf = conf.reshape(b, c, c)[:, :n_classes, :]  # rows: true classes of the label set only
             vals += f1_from_confusion(_square(conf, n_classes), average)
         out.append(vals / pair.shape[0])

@@ -1,9 +1,10 @@
 """``rhosym bench density [--n 20]``: timings of the density stage.
 
 Prints, per structure: dense density at 0.06 Å and 0.1 Å (gemmi) followed by random sampling, the fast
-path (direct evaluation at the random positions, no grid) at the demo and at paper-like point counts,
-the compressed bytes per structure in the dense store (0.06 Å and the default spacing), and the CHGCAR
-parsing rate (MB/s of uncompressed text, ours and pymatgen's) on the shared CHGCARs.
+path (direct evaluation at the random positions, no grid) at the demo's (``config.yaml``'s ``sample:``
+over rhosym.settings.SampleSettings) and at the paper's point counts (the SampleSettings defaults), the
+compressed bytes per structure in the dense store (0.06 Å and the demo's ``density.spacing``), and the
+CHGCAR parsing rate (MB/s of uncompressed text, ours and pymatgen's) on the shared CHGCARs.
 
 Structures: the first ``--n`` rows of ``../shared/data/mp20_public/mp20_public.csv`` (CIF strings,
 conventional standard cells) when present, else synthetic rock-salt/CsCl/fluorite-like cells.
@@ -18,7 +19,25 @@ from pathlib import Path
 
 import numpy as np
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
+ROOT = Path(__file__).resolve().parents[3]  # the checkout (src/rhosym/bench/density.py)
+# ../shared/data beside the checkout (as config.yaml's data_root and tests/conftest.py), else shared/data in it
+SHARED = next((p for p in (ROOT.parent / "shared" / "data", ROOT / "shared" / "data") if p.is_dir()),
+              ROOT.parent / "shared" / "data")
+
+
+def demo_settings() -> tuple[dict, float]:
+    """``(sample settings, density spacing)`` of the demo: ``config.yaml``'s ``sample:`` and ``density:``
+    over the rhosym.settings defaults (the defaults alone without a checkout)."""
+    from rhosym.settings import DensitySettings, SampleSettings, section
+
+    sample, density = {}, {}
+    cfg_path = ROOT / "config.yaml"
+    if cfg_path.is_file():
+        import yaml
+
+        cfg = yaml.safe_load(cfg_path.read_text()) or {}
+        sample, density = dict(cfg.get("sample") or {}), dict(cfg.get("density") or {})
+    return section(SampleSettings, sample).model_dump(), float(section(DensitySettings, density).spacing)
 
 
 def load_structures(n: int) -> tuple[list, str]:
@@ -50,20 +69,22 @@ def load_structures(n: int) -> tuple[list, str]:
 def main(argv: list[str] | None = None) -> int:
     from rhosym.density import DirectModel, dense_density, grid_shape
     from rhosym.logs import setup_logging
-    from rhosym.sampling import DEFAULTS, n_points, sample_random_dense, sample_random_direct
+    from rhosym.sampling import n_points, sample_random_dense, sample_random_direct
+    from rhosym.settings import SampleSettings
     from rhosym.store import compressors, new_store, write_array
 
+    demo, demo_spacing = demo_settings()
+    paper = SampleSettings().model_dump()  # the published method's point counts
     p = argparse.ArgumentParser(prog="rhosym bench density", description=__doc__.split("\n")[0])
     p.add_argument("--n", type=int, default=20, help="structures (default 20)")
-    p.add_argument("--threshold", type=float, default=DEFAULTS["threshold"])
+    p.add_argument("--threshold", type=float, default=demo["threshold"],
+                   help=f"sampling threshold, e/A^3 (default: the demo's, {demo['threshold']})")
     args = p.parse_args(argv)
     setup_logging()
     assert compressors()
     structures, what = load_structures(args.n)
     vols = [s.volume for s in structures]
     print(f"structures: {what}; volume {min(vols):.0f}..{max(vols):.0f} A^3 (mean {np.mean(vols):.0f})")
-    demo = dict(DEFAULTS)
-    paper = {**DEFAULTS, "points_per_A3": 30.0, "min_points": 5000, "max_points": 30000}
     t = {k: [] for k in ("dense06", "dense10", "direct_demo", "direct_paper", "bytes06", "bytes15", "vox06")}
     with tempfile.TemporaryDirectory() as tmp:
         with new_store(Path(tmp) / "b.zarr") as group:
@@ -79,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
                         arr = write_array(group, f"a{i}", rho[None],
                                           chunks=(1, *[min(n, 64) for n in rho.shape]))
                         t["bytes06"].append(arr.nbytes_stored())
-                rho15, _ = dense_density(s, shape=grid_shape(s.lattice.abc, 0.15))
+                rho15, _ = dense_density(s, shape=grid_shape(s.lattice.abc, demo_spacing))
                 arr = write_array(group, f"b{i}", rho15[None], chunks=(1, *[min(n, 64) for n in rho15.shape]))
                 t["bytes15"].append(arr.nbytes_stored())
                 for key, cfg in (("direct_demo", demo), ("direct_paper", paper)):
@@ -94,11 +115,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"direct (fast path), demo N {demo['min_points']}-{demo['max_points']}: "
           f"{mean['direct_demo']:.4f} s/structure, {mean['dense06'] / mean['direct_demo']:.0f}x faster than "
           f"dense 0.06 A")
-    print(f"direct (fast path), paper N 5000-30000: {mean['direct_paper']:.4f} s/structure, "
+    print(f"direct (fast path), paper N {paper['min_points']}-{paper['max_points']}: "
+          f"{mean['direct_paper']:.4f} s/structure, "
           f"{mean['dense06'] / mean['direct_paper']:.0f}x faster than dense 0.06 A")
     print(f"dense store: {mean['bytes06'] / 1e6:.2f} MB/structure at 0.06 A "
           f"({mean['bytes06'] / (4 * mean['vox06']):.2f} of float32), "
-          f"{mean['bytes15'] / 1e3:.0f} kB/structure at 0.15 A")
+          f"{mean['bytes15'] / 1e3:.0f} kB/structure at {demo_spacing:g} A (the demo's spacing)")
     bench_chgcar()
     return 0
 

@@ -13,7 +13,11 @@ import time
 import warnings
 from pathlib import Path
 
-DEFAULT_CSV = Path(__file__).resolve().parents[3] / "shared" / "data" / "mp20_public" / "mp20_public.csv"
+_ROOT = Path(__file__).resolve().parents[3]  # the checkout (src/rhosym/bench/inputs.py)
+# ../shared/data beside the checkout (as config.yaml's data_root and tests/conftest.py), else shared/data in it
+_SHARED = next((p for p in (_ROOT.parent / "shared" / "data", _ROOT / "shared" / "data") if p.is_dir()),
+               _ROOT.parent / "shared" / "data")
+DEFAULT_CSV = _SHARED / "mp20_public" / "mp20_public.csv"
 
 
 def _parser() -> argparse.ArgumentParser:

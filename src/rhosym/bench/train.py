@@ -9,7 +9,9 @@ Inputs (synthetic, deterministic with ``--seed``):
   density would be);
 * xrd: 8,192-point patterns of 20–60 random Gaussian peaks;
 * graphs: ``--atoms`` (20) atoms with 12 neighbours each (cgcnn), the same graph on ~1/4 of the nodes
-  as asymmetric unit (cogn).
+  as asymmetric unit (cogn);
+* lattice (the lattice-only control): the standardized lattice features
+  (rhosym.loaders.lattice_features) of random cells of 3–15 Å edges and 60–120° angles.
 
 Timings: a training step is forward + cross-entropy + backward + Adam step; inference is a forward in
 eval mode without gradients. ``--warmup`` steps are not timed, ``--steps`` are. Samples/second =
@@ -82,6 +84,16 @@ def graph_sample(rng: np.random.Generator, kind: str, atoms: int = 20, n_atom_fe
     return s
 
 
+def lattice_sample(rng: np.random.Generator) -> dict:
+    """The lattice features (rhosym.loaders.lattice_features, standardized roughly) of a random cell."""
+    from rhosym.loaders import lattice_features
+
+    abc = rng.uniform(3.0, 15.0, 3)
+    angles = rng.uniform(60.0, 120.0, 3)
+    f = lattice_features(np.concatenate([abc, angles])[None])[0].astype(np.float64)
+    return {"lattice": ((f - f.mean()) / (f.std() + 1e-6)).astype(np.float32)}
+
+
 def synthetic_samples(name: str, n: int, seed: int = 0, **kw) -> list[dict]:
     """``n`` synthetic per-sample dicts for model ``name`` (keywords go to the generator)."""
     rng = np.random.default_rng(seed)
@@ -90,7 +102,11 @@ def synthetic_samples(name: str, n: int, seed: int = 0, **kw) -> list[dict]:
         return [density_sample(rng, **kw) for _ in range(n)]
     if kind == "xrd":
         return [xrd_sample(rng, **kw) for _ in range(n)]
-    return [graph_sample(rng, kind, **kw) for _ in range(n)]
+    if kind == "lattice":
+        return [lattice_sample(rng) for _ in range(n)]
+    if kind in ("cgcnn", "cogn"):
+        return [graph_sample(rng, kind, **kw) for _ in range(n)]
+    raise ValueError(f"no synthetic inputs for input kind {kind!r} (model {name})")
 
 
 def in_features_of(name: str, samples: list[dict]) -> int:
@@ -99,6 +115,8 @@ def in_features_of(name: str, samples: list[dict]) -> int:
         return int(samples[0]["features"].shape[1])
     if kind == "xrd":
         return 1
+    if kind == "lattice":
+        return int(np.asarray(samples[0]["lattice"]).shape[-1])
     return int(samples[0]["atom_fea"].shape[1])
 
 
@@ -110,8 +128,9 @@ def scaled_cfg(name: str, scale: float) -> dict:
         return {"channels": [max(4, int(round(c * scale))) for c in PUBLISHED_SPARSE_CHANNELS],
                 "head": [max(8, int(round(h * scale))) for h in (512, 256)]}
     if name == "pointnet":
-        return {"channels": [max(8, int(round(c * scale))) for c in (64, 128, 1024)],
-                "head": [max(8, int(round(h * scale))) for h in (512, 256)], "groups": 4}
+        groups = 4  # every width a multiple of the groups, at any scale
+        return {"channels": [max(2 * groups, groups * int(round(c * scale / groups))) for c in (64, 128, 1024)],
+                "head": [max(8, int(round(h * scale))) for h in (512, 256)], "groups": groups}
     return {}
 
 

@@ -40,11 +40,13 @@ class InputError(ValueError):
 @contextmanager
 def about(source, status: int | None = None):
     """Exceptions raised inside are about ``source`` (a path, ``path#block``), unless they already name
-    one; ``status``: the exit status they should give (default 1)."""
+    one (an ``OSError`` with a file name names its own file); ``status``: the exit status they should
+    give (default 1)."""
     try:
         yield
     except Exception as exc:
-        if getattr(exc, SOURCE_ATTR, None) is None:
+        own = isinstance(exc, OSError) and bool(exc.filename)
+        if getattr(exc, SOURCE_ATTR, None) is None and not own:
             try:
                 setattr(exc, SOURCE_ATTR, str(source))
             except AttributeError:  # pragma: no cover - exception types without a __dict__

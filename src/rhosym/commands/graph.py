@@ -1,4 +1,9 @@
-"""``rhosym graph FILE --kind cgcnn|cogn``: the crystal graph of one structure (CIF or POSCAR)."""
+"""``rhosym graph FILE --kind cgcnn|cogn``: the crystal graph of one structure (CIF or POSCAR).
+
+The structure passes ingest's checks first (rhosym.ingest.prepare on the input cell: minimum distance,
+occupancy, volume and site limits, labels); the graph is then built on ``--cell`` (primitive or the
+input cell). Bad input: one line on stderr, exit status 1 (rhosym.cli).
+"""
 
 from __future__ import annotations
 
@@ -6,32 +11,41 @@ HELP = "Build the CGCNN or coGN crystal graph of one structure file (.npz or .js
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("file", help="structure file pymatgen reads (CIF, POSCAR, ...)")
+    from rhosym.commands._common import add_check_options
+    from rhosym.settings import GraphSettings
+
+    d = {k: f.default for k, f in GraphSettings.model_fields.items()}
+    parser.add_argument("file", help="structure file pymatgen reads (CIF, POSCAR, CHGCAR, ...)")
     parser.add_argument("--kind", choices=["cgcnn", "cogn"], default="cgcnn")
     parser.add_argument("--out", required=True, help="output: .npz (arrays) or .json")
-    parser.add_argument("--disorder", choices=["reject", "average"], default="reject",
-                        help="partially occupied / mixed sites: refuse, or occupancy-weighted features")
-    parser.add_argument("--cell", choices=["primitive", "input"], default="primitive")
-    parser.add_argument("--cutoff", type=float, default=8.0, help="neighbour cutoff (A)")
+    parser.add_argument("--disorder", choices=["reject", "average"], default=d["disorder"],
+                        help="partially occupied / mixed sites: refuse, or occupancy-weighted features "
+                             f"(default {d['disorder']})")
+    parser.add_argument("--cell", choices=["primitive", "input"], default=d["cell"],
+                        help=f"cell of the graph (default {d['cell']})")
+    parser.add_argument("--cutoff", type=float, default=d["cutoff"], help=f"neighbour cutoff, A (default {d['cutoff']})")
+    add_check_options(parser)
 
 
 def run(args) -> int:
     import json
 
     import numpy as np
-    from pymatgen.core import Structure
 
+    from rhosym.commands._common import InputError, about, ingest_settings, prepare_structure, read_structure
     from rhosym.graphs import DisorderError, build_graph, store_attrs
     from rhosym.logs import setup_logging
 
     log = setup_logging()
     cfg = {"disorder": args.disorder, "cell": args.cell, "cutoff": args.cutoff}
-    structure = Structure.from_file(args.file)
+    ingest = ingest_settings(args)
+    rec, source = read_structure(args.file, ingest)
+    structure, _labels = prepare_structure(rec, source, "as_is", ingest)  # ingest's checks, input cell
     try:
-        g = build_graph(structure, args.kind, cfg)
+        with about(source):
+            g = build_graph(structure, args.kind, cfg)
     except DisorderError as exc:
-        log.error("%s: %s; use --disorder average", args.file, exc)
-        return 1
+        raise InputError(f"{exc}; use --disorder average", source) from exc
     arrays = {k: v for k, v in g.items() if isinstance(v, np.ndarray)}
     if str(args.out).endswith(".json"):
         doc = {k: v.tolist() for k, v in arrays.items()}
@@ -40,6 +54,6 @@ def run(args) -> int:
             json.dump(doc, fh)
     else:
         np.savez_compressed(args.out, **arrays)
-    log.info("%s: %s graph, %d nodes, %d edges (cell of %d sites) -> %s", args.file, args.kind,
+    log.info("%s: %s graph, %d nodes, %d edges (cell of %d sites) -> %s", source, args.kind,
              len(g["z"]), len(g["edge_dist"]), g["n_sites"], args.out)
     return 0

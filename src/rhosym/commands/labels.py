@@ -1,4 +1,9 @@
-"""``rhosym labels FILE...``: symmetry labels of every structure in CIF, POSCAR, CHGCAR and CSV files."""
+"""``rhosym labels FILE...``: symmetry labels of every structure in CIF, POSCAR, CHGCAR and CSV files.
+
+One JSON line per structure on stdout; a file or structure that cannot be read or labelled gives its own
+``{"source", "error"}`` line and the others go on. Exit status 0 when at least one structure was
+labelled (or there was none), 1 when every input failed.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +11,35 @@ HELP = "Print symmetry labels (JSON lines) for every structure in CIF/POSCAR/CHG
 
 
 def add_arguments(parser) -> None:
+    from rhosym.settings import IngestSettings, LabelsSettings
+
+    symprec = LabelsSettings.model_fields["symprec"].default
+    angle = LabelsSettings.model_fields["angle_tolerance"].default
+    occ = IngestSettings.model_fields["occupancy_tolerance"].default
     parser.add_argument("files", nargs="+", metavar="FILE",
                         help="CIF (every data block), POSCAR, CHGCAR (header only) or CDVAE CSV (every row)")
-    parser.add_argument("--symprec", type=float, default=0.1, help="spglib distance tolerance (Å, default 0.1)")
-    parser.add_argument("--angle-tolerance", type=float, default=5.0,
-                        help="spglib angle tolerance (degrees, default 5)")
-    parser.add_argument("--occupancy-tolerance", type=float, default=1.05,
-                        help="largest total site occupancy accepted in CIFs (default 1.05)")
+    parser.add_argument("--symprec", type=float, default=symprec,
+                        help=f"spglib distance tolerance (Å, default {symprec})")
+    parser.add_argument("--angle-tolerance", type=float, default=angle,
+                        help=f"spglib angle tolerance (degrees, default {angle})")
+    parser.add_argument("--occupancy-tolerance", type=float, default=occ,
+                        help=f"largest total site occupancy accepted in CIFs (default {occ})")
 
 
 def label_lines(files, symprec: float = 0.1, angle_tolerance: float = 5.0, occupancy_tolerance: float = 1.05):
     """One dict per structure: ``source`` plus the labels, or ``source`` and ``error``."""
+    import os
+
     from rhosym.structures import one_line, read_any
     from rhosym.symmetry import label_structure
 
     for f in files:
+        if not os.path.exists(f):
+            yield {"source": str(f), "error": "no such file"}
+            continue
+        if os.path.isdir(f):
+            yield {"source": str(f), "error": "is a directory, not a file"}
+            continue
         try:
             records = list(read_any(f, occupancy_tolerance=occupancy_tolerance))
         except Exception as exc:  # noqa: BLE001 - one bad file never stops the command
@@ -49,9 +68,12 @@ def run(args) -> int:
     import json
     import sys
 
-    n_err = 0
+    n_ok = n_err = 0
     for line in label_lines(args.files, args.symprec, args.angle_tolerance, args.occupancy_tolerance):
-        n_err += "error" in line
+        if "error" in line:
+            n_err += 1
+        else:
+            n_ok += 1
         sys.stdout.write(json.dumps(line) + "\n")
         sys.stdout.flush()
-    return 0
+    return 1 if n_err and not n_ok else 0

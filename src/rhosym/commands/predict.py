@@ -1,8 +1,12 @@
 """``rhosym predict INPUT... --model CHECKPOINT``: apply a trained checkpoint to new structures.
 
-Prints one JSON object per structure (one line each), or writes a CSV table with ``--out``. Exit status:
-0 when at least one structure was predicted (or there was none), 1 when every structure failed, 2 when
-the checkpoint cannot be applied as asked (a setting differs from the checkpoint's).
+Prints one JSON object per structure (one line each), or writes a CSV table with ``--out``. Every
+structure goes through ingest's checks (rhosym.ingest.prepare) with the checkpoint's ingest settings, or
+those given with ``--min-distance``, ``--max-volume``, ``--max-sites``; a bad input is its own
+``{"source", "error"}`` line and the others go on. Exit status: 0 when at least one structure was
+predicted (or there was none), 1 when every structure failed, 2 when the checkpoint cannot be used
+(missing, unreadable, unsafe: one line ``rhosym predict: CHECKPOINT: reason`` on stderr) or cannot be
+applied as asked (a setting differs from the checkpoint's: ``... CHECKPOINT: refused: ...``).
 """
 
 from __future__ import annotations
@@ -25,6 +29,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--voxel", type=float,
                         help="density models: voxel (A) expected (refused if the checkpoint's differs)")
     parser.add_argument("--batch-size", type=int, default=16, help="structures per forward pass")
+    from rhosym.commands._common import add_check_options
+
+    add_check_options(parser, occupancy=False, defaults="the checkpoint's")
 
 
 def run(args) -> int:
@@ -33,21 +40,26 @@ def run(args) -> int:
     import sys
     from pathlib import Path
 
+    from rhosym.checkpoint import CheckpointError
+    from rhosym.commands._common import InputError, check_overrides, ingest_settings
     from rhosym.logs import setup_logging
     from rhosym.predict import PredictRefused, open_checkpoint, predict_units, read_inputs, results_table
 
     log = setup_logging()
-    if not Path(args.model).is_file():
-        log.error("checkpoint %s not found", args.model)
-        return 2
     try:
         model, meta, settings = open_checkpoint(args.model, args.device, args.method, args.voxel)
     except PredictRefused as exc:
-        log.error("refused: %s", exc)
-        return 2
-    except Exception as exc:  # noqa: BLE001 - no CUDA, not a checkpoint, an unknown model: one clear line
-        log.error("cannot use checkpoint %s: %s: %s", args.model, type(exc).__name__, exc)
-        return 2
+        raise InputError(f"refused: {exc}", args.model, status=2) from exc
+    except CheckpointError as exc:
+        msg = str(exc)
+        for prefix in (f"{args.model}: ", f"{Path(args.model)}: "):  # the line names the file once
+            msg = msg[len(prefix):] if msg.startswith(prefix) else msg
+        raise InputError(msg, args.model, status=2) from exc
+    except Exception as exc:  # noqa: BLE001 - no CUDA, an unknown model, a state dict that does not fit
+        raise InputError(f"cannot use the checkpoint: {type(exc).__name__}: {exc}", args.model, status=2) from exc
+    if check_overrides(args):
+        settings.ingest = ingest_settings(args, settings.ingest)
+        log.info("structure checks: %s", settings.ingest.model_dump())
     units = read_inputs(args.inputs, args.id_column, args.cif_column)
     n_ok = n_err = 0
     rows = []
