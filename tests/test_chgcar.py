@@ -3,6 +3,7 @@
 import bz2
 import gzip
 import lzma
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -98,15 +99,27 @@ def test_fixtures_are_readable(repo_root):
     from rhosym.shards import list_units
 
     fx = repo_root / "tests" / "fixtures" / "mp_tiny"
+    from rhosym.density import read_charge_density
+    from rhosym.mp import chgcar_json_ids, read_metadata, resolve_material_id
+
     units = list_units({"kind": "mp_chgcar", "path": str(fx)})
     assert len(units) == 12
-    assert sorted(u.key for u in units) == [f"mp-{90001 + i}_CHGCAR.gz" for i in range(12)]
-    spins = [read_chgcar(u.ref).spin for u in units]
+    # eight CHGCAR texts and four MP JSON documents (bare or wrapped, named by task or material id)
+    assert sum(u.key.endswith("_CHGCAR.gz") for u in units) == 8
+    assert sum(u.key.endswith(".json.gz") for u in units) == 4
+    data = [read_charge_density(u.ref) for u in units]
+    spins = [d.spin for d in data]
     assert 0 < sum(spins) < len(spins)
-    import pandas as pd
-
-    meta = pd.read_csv(fx / "metadata.csv")
-    assert len(meta) == 12 and (meta["formation_energy_per_atom"] < 0).any()
+    meta = read_metadata(fx / "metadata.csv")
+    assert len(meta) == 12 and (meta["formation_energy"] < 0).any()
+    # every file joins its labels on the material id, whichever way it names it
+    mids = set()
+    for u in units:
+        name = Path(str(u.ref)).name
+        fid = name.split("_")[0].removesuffix(".json.gz")
+        doc = chgcar_json_ids(u.ref) if name.endswith(".json.gz") else None
+        mids.add(resolve_material_id(fid, meta, doc)[0])
+    assert mids == {f"mp-{90001 + i}" for i in range(12)}
 
 
 @pytest.mark.slow
@@ -119,10 +132,12 @@ def test_chgcar_fixtures_regenerate(tmp_path, repo_root):
     from tests.fixtures.make_fixtures import make_chgcar_fixtures
 
     fx = repo_root / "tests" / "fixtures" / "mp_tiny"
+    from rhosym.density import read_charge_density
+
     paths = make_chgcar_fixtures(tmp_path)
-    assert sorted(p.name for p in paths) == sorted(p.name for p in fx.glob("*_CHGCAR.gz"))
+    assert sorted(p.name for p in paths) == sorted(p.name for p in fx.iterdir() if p.name != "metadata.csv")
     for p in paths:
-        new, old = read_chgcar(p), read_chgcar(fx / p.name)
+        new, old = read_charge_density(p), read_charge_density(fx / p.name)
         assert new.shape == old.shape and new.species == old.species and new.spin == old.spin
         np.testing.assert_allclose(new.lattice, old.lattice, atol=1e-6)
         assert new.n_electrons == pytest.approx(old.n_electrons, rel=1e-6)
