@@ -264,3 +264,17 @@ def test_rotation_keeps_the_frame_check():
     fr = _frac(out["xyz"], big)
     assert (fr > -1e-5).all() and (fr < 1 + 1e-5).all() and not np.allclose(out["xyz"], bx)
     assert (out["voxels"] >= 0).all() and (out["voxels"] < 60).all()
+
+
+def test_unique_voxels_equals_numpy_unique():
+    from rhosym.sampling import unique_voxels
+
+    rng = np.random.default_rng(3)
+    for vox in (rng.integers(-4, 30, (50_000, 3)), rng.integers(0, 2, (7, 3)), np.zeros((0, 3), dtype=np.int64)):
+        got = unique_voxels(vox)
+        if len(vox) == 0:
+            assert all(len(a) == 0 for a in got)
+            continue
+        want = np.unique(vox, axis=0, return_inverse=True, return_counts=True)
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(g, np.asarray(w).reshape(g.shape))
