@@ -213,3 +213,16 @@ def test_sweep_table(tmp_path):
     t = ev.run_sweep_table(files, str(tmp_path / "sweep.csv"))
     assert t[["dataset", "model", "input", "max_points", "top1"]].values.tolist() == [
         ["d", "pointnet", "random", 500, 0.5], ["d", "pointnet", "random", 2000, 1.0]]
+
+
+def test_variant_labels_tell_every_variant_apart():
+    from rhosym.evaluate import variant_label
+
+    base = {"model": "sparse_cnn", "input": "grid", "features": 1, "points": 0, "dataset": "mp20",
+            "trained_on": "mp20", "trained_task": "symmetry"}
+    labels = {variant_label({**base, "group": g}) for g in
+              ("grid-f1-formula", "grid-f1-aug-formula", "grid-f1-ftsynthetic-formula")}
+    assert labels == {"sparse_cnn grid joint", "sparse_cnn grid robust-augmented joint",
+                      "sparse_cnn grid fine-tuned from synthetic joint"}
+    zs = variant_label({**base, "group": "grid-f1-zssynthetic-formula", "trained_on": "synthetic"})
+    assert zs == "sparse_cnn grid zero-shot from synthetic joint"

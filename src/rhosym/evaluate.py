@@ -559,7 +559,8 @@ def _ci(lo, hi, scale: float, digits: int) -> str:
 
 
 def variant_label(r: Mapping) -> str:
-    """``model`` plus what sets the variant apart: input, features, points, source, joint network."""
+    """``model`` plus what sets the variant apart: input, features, points, source, robust augmentation,
+    joint network."""
     parts = [str(r["model"])]
     inp = str(r.get("input", ""))
     if inp and inp not in (r["model"], "xrd", "lattice"):
@@ -573,6 +574,8 @@ def variant_label(r: Mapping) -> str:
         parts.append("fine-tuned from " + g.split("-ft", 1)[1].rsplit("-", 1)[0])
     if r.get("trained_on") and r.get("dataset") and r["trained_on"] != r["dataset"]:
         parts.append(f"zero-shot from {r['trained_on']}")
+    if "aug" in g.split("-"):  # trained with the robustness augmentations (layout: -aug)
+        parts.append("robust-augmented")
     if r.get("trained_task") == "symmetry":
         parts.append("joint")
     return " ".join(parts)
