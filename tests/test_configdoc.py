@@ -20,7 +20,7 @@ def test_config_reference_is_current():
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_configs_parse_and_validate(name):
     files = [ROOT / name]
-    if name.endswith("public-full.yaml"):  # an overlay of the quick variant
+    if name.endswith(("public-full.yaml", "public-robust.yaml")):  # overlays of the quick variant
         files = [ROOT / "config" / "benchmarks" / "public.yaml", ROOT / name]
     cfg = layered(files, base=str(ROOT / "config.yaml")) if name != "config.yaml" else layered(
         [], base=str(ROOT / "config.yaml"))
