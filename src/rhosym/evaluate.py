@@ -272,49 +272,6 @@ def sort_rows(df: pd.DataFrame) -> pd.DataFrame:
     return df.loc[key.sort_values(["d", "s", "t", "m", "tt", "g"], kind="stable").index].reset_index(drop=True)
 
 
-def read_predictions(paths: Sequence[str]) -> tuple[pd.DataFrame, dict]:
-    """All test rows of the prediction files; ``{path: reason}`` for files that could not be read."""
-    frames, skipped = [], {}
-    for p in paths:
-        try:
-            df = pd.read_parquet(p)
-        except Exception as exc:  # noqa: BLE001 - report and go on
-            skipped[str(p)] = f"unreadable: {type(exc).__name__}: {exc}".splitlines()[0]
-            continue
-        missing = [c for c in VARIANT_KEY + ["seed", "id", "y_true", "y_pred"] if c not in df.columns]
-        if missing:
-            skipped[str(p)] = f"not a rhosym prediction file (no {', '.join(missing)})"
-            continue
-        if len(df):
-            frames.append(df)
-    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=VARIANT_KEY + ["seed", "id"])
-    df["id"] = df["id"].astype(str)
-    for p, why in skipped.items():
-        log.warning("prediction file skipped: %s: %s", p, why)
-    return df, skipped
-
-
-def _labelled(df: pd.DataFrame, task: str) -> pd.DataFrame:
-    if task in CLASS_TASKS:
-        return df[normalize_labels(df["y_true"], task) != ""]
-    yt = pd.to_numeric(df["y_true"], errors="coerce")
-    return df[np.isfinite(yt)]
-
-
-def common_ids(rows: pd.DataFrame, task: str) -> list[str]:
-    """Test ids with a label that every (variant, seed) of ``rows`` predicted, in sorted order."""
-    rows = _labelled(rows, task)
-    sets = [set(g["id"]) for _, g in rows.groupby(VARIANT_KEY + ["seed"], dropna=False, sort=False)]
-    if not sets:
-        return []
-    return sorted(set.intersection(*sets))
-
-
-def _class_seed_metrics(g: pd.DataFrame, task: str) -> dict:
-    topk = g["topk"].tolist() if "topk" in g.columns else None
-    return classification_metrics(g["y_true"].tolist(), g["y_pred"].tolist(), task, topk)
-
-
 def _file_topk_hits(path, df: pd.DataFrame, yt: np.ndarray, k: int = 5) -> np.ndarray:
     """Top-``k`` hit of every row of one prediction file (rows of classification tasks), from its
     ``topk`` column read with pyarrow (the lists are never turned into Python objects)."""
@@ -342,7 +299,7 @@ def _file_topk_hits(path, df: pd.DataFrame, yt: np.ndarray, k: int = 5) -> np.nd
 
 
 def _read_for_metrics(paths: Sequence[str]) -> tuple[pd.DataFrame, dict, bool]:
-    """:func:`read_predictions` for :func:`evaluate_predictions`: the same rows, but instead of
+    """The rows of the prediction files for :func:`evaluate_predictions`; instead of
     ``y_true, y_pred, topk, topk_prob`` the normalized labels ``_yt, _yp`` (classification tasks), the
     values ``_vt, _vp`` (other tasks) and the top-5 hit ``_top5``; plus whether any file had ``topk``."""
     import pyarrow.parquet as pq
