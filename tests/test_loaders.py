@@ -3,6 +3,7 @@ import pandas as pd
 import pytest
 
 from rhosym import loaders as L
+from rhosym.inputs import density as D
 from tests.test_train_fixtures import (
     write_density_stores,
     write_graph_stores,
@@ -67,7 +68,7 @@ def test_items_skip_counts_and_density_stats_from_train_only(tmp_path):
     assert len(items) == len(train_ids) - n_skipped
     assert items.skipped["not_in_store"] == n_skipped
     ds = L.StoreDataset(items, "density", 1)
-    stats = L.density_stats(ds, max_structures=1000)
+    stats = ds.fit_norm(max_structures=1000, seed=0)
     # against a direct computation over the training structures only
     vals = np.concatenate([np.log1p(ds.raw(i)["features"][:, 0]) for i in range(len(ds))])
     assert stats["mean"][0] == pytest.approx(vals.mean(), rel=1e-6)
@@ -92,12 +93,12 @@ def test_four_features_need_four_channels(tmp_path):
     p4 = write_density_stores(tmp_path / "four", man["id"].tolist(), channels=4)
     items4 = L.build_items(man["id"].tolist(), L.encode_labels(man, "crystal_system"), p4, "density")
     ds = L.StoreDataset(items4, "density", 4)
-    stats = L.density_stats(ds)
+    stats = ds.fit_norm(500, 0)
     assert stats["channels"] == ["total", "magnetization", "up", "down"]
     raw = ds.raw(0)["features"]
     # magnetization: sign-preserving asinh
-    t = L.transform_density(raw)
-    assert np.allclose(t[:, 1], np.arcsinh(raw[:, 1] / L.MAGNETIZATION_SCALE))
+    t = D.transform_values(raw)
+    assert np.allclose(t[:, 1], np.arcsinh(raw[:, 1] / D.MAGNETIZATION_SCALE))
     assert np.all(np.sign(t[:, 1]) == np.sign(raw[:, 1]))
 
 

@@ -37,7 +37,7 @@ def _one_thread():
 
 def _lattice_samples(n: int, seed: int = 0) -> list[dict]:
     """Per-sample dicts of the lattice control: the 13 features of rhosym.loaders.lattice_features."""
-    from rhosym.loaders import lattice_features
+    from rhosym.inputs.lattice import features as lattice_features
 
     rng = np.random.default_rng(seed)
     params = np.column_stack([rng.uniform(3, 12, (n, 3)), rng.uniform(60, 120, (n, 3))])
@@ -168,7 +168,7 @@ def test_published_sizes():
 
 
 def test_lattice_control_reads_the_lattice_features():
-    from rhosym.loaders import lattice_features
+    from rhosym.inputs.lattice import features as lattice_features
 
     f = lattice_features(np.array([[4.0, 4.0, 4.0, 90, 90, 90], [3.0, 3.0, 5.0, 90, 90, 120]]))
     assert f.shape == (2, 13) and f.dtype == np.float32

@@ -12,9 +12,8 @@ import pandas as pd
 import pytest
 import zarr
 
-from rhosym import cli
+from rhosym import cli, inputs
 from rhosym import predict as P
-from rhosym.loaders import read_row
 
 pytest.importorskip("rhosym.models")
 
@@ -174,7 +173,7 @@ def test_density_inputs_reproduce_the_training_store(ckpts):
     for path in ckpts["stores"]["samples"]:
         g = zarr.open_group(path, mode="r")
         for r, sid in enumerate(g.attrs["ids"]):
-            ref = read_row(g, r, "density")
+            ref = inputs.kind("density").read(g, r, inputs.base.ReadOptions())
             got, info = P.preprocess(units[sid], s)
             assert info["density_source"] == "structure"
             for k in ("xyz", "features", "voxels", "spatial_shape"):
@@ -207,7 +206,7 @@ def test_xrd_model_on_csv_and_reproduction(ckpts, capsys):
     g = zarr.open_group(ckpts["stores"]["xrd"][1], mode="r")
     for r, sid in enumerate(g.attrs["ids"][:3]):
         got, _ = P.preprocess(units[sid], s)
-        np.testing.assert_array_equal(got["pattern"], read_row(g, r, "xrd")["pattern"])
+        np.testing.assert_array_equal(got["pattern"], inputs.kind("xrd").read(g, r, inputs.base.ReadOptions())["pattern"])
 
 
 def test_cgcnn_regression_csv_table(ckpts, capsys, tmp_path):
@@ -234,7 +233,7 @@ def test_cgcnn_regression_csv_table(ckpts, capsys, tmp_path):
     g = zarr.open_group(ckpts["stores"]["cgcnn"][0], mode="r")
     for r, sid in enumerate(g.attrs["ids"][:4]):
         got, _ = P.preprocess(units[sid], s)
-        ref = read_row(g, r, "cgcnn")
+        ref = inputs.kind("cgcnn").read(g, r, inputs.base.ReadOptions())
         for k in ref:
             np.testing.assert_array_equal(got[k], ref[k], err_msg=f"{sid} {k}")
 
@@ -259,7 +258,7 @@ def test_chgcar_checkpoint_refuses_cif_and_reproduces_chgcar(ckpts, capsys):
     for r, sid in enumerate(g.attrs["ids"]):
         if sid in units:
             got, _ = P.preprocess(units[sid], s)
-            ref = read_row(g, r, "density")
+            ref = inputs.kind("density").read(g, r, inputs.base.ReadOptions())
             assert got["features"].shape[1] == 4
             for k in ("xyz", "features", "voxels", "spatial_shape"):
                 np.testing.assert_array_equal(got[k], ref[k], err_msg=f"{sid} {k}")
@@ -366,7 +365,6 @@ def test_unsafe_checkpoint_is_refused(ckpts, capsys, tmp_path):
 @pytest.mark.parametrize("method,direct", [("random", False), ("grid", True)])
 def test_random_and_direct_sampling_reproduce_the_store(ckpts, tmp_path, method, direct):
     """Random sampling (per-structure seeds from the global seed and the id) and the direct density path."""
-    from rhosym.loaders import store_meta
     from rhosym.sampling import write_sample_store
 
     src = ckpts["root"] / "cif" / ("ingest.parquet" if direct else "density.zarr")
@@ -374,7 +372,7 @@ def test_random_and_direct_sampling_reproduce_the_store(ckpts, tmp_path, method,
     write_sample_store(src, out, method, {**SAMPLE, "min_points": 200, "max_points": 500}, seed=7, direct=direct,
                        density=DENSITY)
     meta = {"model": "pointnet", "task": "crystal_system", "input_kind": "density", "input": method,
-            "features": 1, "input_store": store_meta(str(out)), "provenance": PROV}
+            "features": 1, "input_store": inputs.kind("density").store_meta(str(out)), "provenance": PROV}
     s = P.resolve_settings(meta)
     assert (s.seed, s.source, s.sample.max_points) == (7, "direct" if direct else "dense", 500)
     units = {u.uid: u for u in P.read_inputs(sorted(CIF.glob("*.cif")))}
@@ -383,6 +381,6 @@ def test_random_and_direct_sampling_reproduce_the_store(ckpts, tmp_path, method,
     assert len(ids) >= 8
     for r, sid in enumerate(ids[:5]):
         got, _ = P.preprocess(units[sid], s)
-        ref = read_row(g, r, "density")
+        ref = inputs.kind("density").read(g, r, inputs.base.ReadOptions())
         for k in ("xyz", "features", "voxels"):
             np.testing.assert_array_equal(got[k], ref[k], err_msg=f"{sid} {k}")

@@ -102,7 +102,7 @@ def test_perturbed_inputs_differ_and_stay_valid(setup):
     from rhosym.ingest import read_ingest
 
     row = read_ingest(setup["ingest"][0])[0]
-    got = {(n, lv): smp for n, lv, smp in RB.density_inputs(row, s, ["noise", "blur", "wedge"], LEVELS, 0)}
+    got = {(n, lv): smp for n, lv, smp in s.source_kind.perturbed(row, s, ["noise", "blur", "wedge"], LEVELS, 0)}
     clean = got[("noise", float("inf"))]
     for key in (("noise", 5.0), ("blur", 1.5), ("wedge", 30.0)):
         smp = got[key]

@@ -9,6 +9,7 @@ from rhosym import checkpoint as C
 from rhosym import infer
 from rhosym import loaders as L
 from rhosym import train as T
+from rhosym.inputs.lattice import FEATURES as LATTICE_FEATURES
 from tests.test_train_fixtures import (
     standin_registry,
     write_density_stores,
@@ -62,14 +63,16 @@ def test_one_epoch_each_input(data, model):
 
 
 def test_trainer_never_reads_test_ids(data, monkeypatch):
+    from rhosym.inputs.density import DENSITY
+
     read_ids = set()
-    orig = L.read_row
+    orig = DENSITY.read
 
-    def spy(g, r, kind, sticks=False):
+    def spy(g, r, opts):
         read_ids.add(g.attrs["ids"][r])
-        return orig(g, r, kind, sticks)
+        return orig(g, r, opts)
 
-    monkeypatch.setattr(L, "read_row", spy)
+    monkeypatch.setattr(DENSITY, "read", spy)
     _train(data, "sparse_cnn", cfg={"epochs": 2}, cache_mb=0)
     split = data["split"].set_index("id")["split"]
     assert read_ids, "nothing was read"
@@ -211,7 +214,7 @@ def test_joint_symmetry_network_answers_three_consistent_tasks(data):
 def test_lattice_control_learns_from_cell_shape(data):
     out, summary = _train(data, "lattice", cfg={"epochs": 40, "lr": 0.05, "patience": 0})
     m = _ck(out / "checkpoint.pt")["meta"]
-    assert m.input_kind == "lattice" and len(m.norm["mean"]) == len(L.LATTICE_FEATURES)
+    assert m.input_kind == "lattice" and len(m.norm["mean"]) == len(LATTICE_FEATURES)
     assert summary["best_metric"] >= 0.8  # c/a encodes the class in the fixture
 
 

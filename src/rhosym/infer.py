@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from rhosym import checkpoint as C
+from rhosym import inputs
 from rhosym import loaders as L
 from rhosym.registry import TASKS
 from rhosym.runtime import autocast, forward, pick_device, to_device
@@ -104,10 +105,11 @@ def predict_split(checkpoint, stores, manifest, split_table, split: str = "test"
     raw = L.encode_labels(manifest, meta["task"])
     points = int(max_points or meta.get("points") or 0)
     # the label is only reported here, so structures without one are kept (y_true NaN / None)
-    items = L.build_items(ids, raw.fillna(-1.0), list(stores), meta["input_kind"], name=f"{split} ({meta['model']})",
+    source = inputs.of_checkpoint(meta)
+    items = L.build_items(ids, raw.fillna(-1.0), list(stores), source, name=f"{split} ({meta['model']})",
                           max_points=points)
-    ds = L.StoreDataset(items, meta["input_kind"], meta["features"], meta.get("norm"), max_points=points,
-                        seed=seed, transform=transform if transform and any(transform.values()) else None)
+    ds = L.StoreDataset(items, source, meta["features"], meta.get("norm"), max_points=points, seed=seed,
+                        transform=transform)
     cfg = meta.get("train_config") or {}
     budget = batch_budget or cfg.get("batch_budget", 200_000)
     sampler = L.BudgetBatchSampler(items.size, budget, max_batch_size or cfg.get("max_batch_size", 32), shuffle=False)
@@ -172,22 +174,9 @@ def predict_split(checkpoint, stores, manifest, split_table, split: str = "test"
 def prepare_sample(sample: dict, meta: dict) -> dict:
     """A per-sample dict in the store form (density values raw, lattice parameters) made ready for the
     network with the checkpoint's normalization."""
-    kind = meta["input_kind"]
-    if kind == "density":
-        keep = L.point_subset(len(sample["xyz"]), int(meta.get("points") or 0), str(sample.get("id", "")))
-        if keep is not None:
-            sample = {**sample, "xyz": sample["xyz"][keep], "features": sample["features"][keep],
-                      "voxels": sample["voxels"][keep]}
-        return L.prepare_density(sample, meta["features"], meta.get("norm"))
-    if kind == "xrd":
-        return {"pattern": np.asarray(sample["pattern"], dtype=np.float32)[:L.XRD_POINTS]}
-    if kind == "lattice":
-        f = L.lattice_features(sample["lattice"])[0]
-        n = meta.get("norm") or {}
-        if n:
-            f = (f - np.asarray(n["mean"], np.float32)) / np.asarray(n["std"], np.float32)
-        return {"lattice": f.astype(np.float32)}
-    return sample
+    source = inputs.of_checkpoint(meta)
+    sample = source.limit(sample, int(meta.get("points") or 0), str(sample.get("id", "")))
+    return source.prepare(sample, int(meta.get("features") or 1), meta.get("norm"))
 
 
 def predict_samples(model, meta: dict, samples: list[dict], top_k: int = 5, registry=None) -> list[dict]:

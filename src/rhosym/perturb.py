@@ -41,6 +41,14 @@ FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
 DEFAULT_B = 0.5
 
 
+def seeded(seed: int, sid: str, name: str, level: float) -> np.random.Generator:
+    """The generator of one perturbed input: fixed by (seed, structure id, perturbation, strength)."""
+    import hashlib
+
+    h = hashlib.blake2b(f"{seed}:{sid}:{name}:{level}".encode(), digest_size=8).digest()
+    return np.random.default_rng(int.from_bytes(h, "little"))
+
+
 def _rng(rng) -> np.random.Generator:
     return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
 

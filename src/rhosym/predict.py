@@ -58,11 +58,12 @@ class PredictRefused(ValueError):
 
 @dataclass
 class Settings:
-    """Preprocessing settings resolved from a checkpoint's ``meta``."""
+    """Preprocessing settings resolved from a checkpoint's ``meta`` (the input kind fills its part)."""
 
     model: str
     task: str
-    input_kind: str  # density | xrd | cgcnn | cogn | lattice
+    source_kind: object = None  # rhosym.inputs.InputKind
+    input: str = ""
     features: int = 1
     method: str | None = None  # density: random | grid
     source: str = "dense"  # density: dense | direct
@@ -82,65 +83,28 @@ class Settings:
 
 def resolve_settings(meta: dict, method: str | None = None, voxel: float | None = None) -> Settings:
     """Preprocessing settings of a checkpoint; ``method``/``voxel``: what the user asked for (checked)."""
-    from rhosym.sampling import frame_shape
-    from rhosym.settings import (
-        DensitySettings,
-        GraphSettings,
-        IngestSettings,
-        LabelsSettings,
-        SampleSettings,
-        XrdSettings,
-        section,
-    )
+    from rhosym import inputs
+    from rhosym.settings import IngestSettings, LabelsSettings, section
 
     st = dict(meta.get("input_store") or {})
     prov = dict(meta.get("provenance") or {})
-    kind = meta["input_kind"]
-    s = Settings(model=meta["model"], task=meta["task"], input_kind=kind, features=int(meta.get("features", 1)))
+    try:
+        source = inputs.of_checkpoint(meta)
+    except ValueError as exc:
+        raise PredictRefused(f"{exc} (in the checkpoint)") from None
+    s = Settings(model=meta["model"], task=meta["task"], source_kind=source, input=str(meta.get("input") or ""),
+                 features=int(meta.get("features", 1)))
     s.labels = section(LabelsSettings, prov.get("labels") or st.get("labels"))
     s.ingest = section(IngestSettings, prov.get("ingest"))
     s.cell = str(prov.get("cell") or st.get("cell") or "conventional")
     if not prov:
         s.missing.append("provenance (data-set cell, labels and ingest settings; assumed conventional, defaults)")
-    dkind = prov.get("kind") or st.get("kind")
-    if kind == "density":
-        s.method = str(st.get("method") or meta.get("input") or "grid")
-        s.source = str(st.get("source") or "dense")
-        s.store_channels = len(st.get("channels") or (meta.get("norm") or {}).get("channels") or ["total"])
-        s.density_kind = "chgcar" if dkind == "mp_chgcar" else "structure"
-        s.density = section(DensitySettings, st.get("density"))
-        s.sample = section(SampleSettings, {**(st.get("config") or {}),
-                                            **{k: st[k] for k in ("threshold", "voxel", "frame") if k in st}})
-        s.spatial_shape = list(st.get("spatial_shape") or frame_shape(s.sample))
-        if list(frame_shape(s.sample)) != list(s.spatial_shape):
-            raise PredictRefused(f"checkpoint's sample frame {s.sample.frame} A / voxel {s.sample.voxel} A does not "
-                                 f"give its spatial_shape {s.spatial_shape}")
-        s.seed = int(st.get("seed", 0))
-        if method is not None and method != s.method:
-            raise PredictRefused(f"--method {method} asked for, but the checkpoint was trained on {s.method} sampling")
-        if voxel is not None and not np.isclose(float(voxel), float(s.sample.voxel)):
-            raise PredictRefused(f"--voxel {voxel} asked for, but the checkpoint was trained with voxel "
-                                 f"{s.sample.voxel} A")
-        if s.features > s.store_channels:
-            raise PredictRefused(f"checkpoint reads {s.features} density features but its training store has "
-                                 f"{s.store_channels} channel(s)")
-        return s
-    if method is not None or voxel is not None:
-        raise PredictRefused(f"--method/--voxel apply to density models only, not {s.model}")
-    if kind == "xrd":
-        s.xrd = XrdSettings.from_config(st)
-    elif kind in ("cgcnn", "cogn"):
-        cfg = {k: st[k] for k in ("cutoff", "cell", "symprec", "disorder") if st.get(k) is not None}
-        if kind == "cgcnn":
-            cfg.update({k2: st[k1] for k1, k2 in (("max_neighbors", "cgcnn_max_neighbors"),
-                                                  ("gaussian_step", "gaussian_step")) if k1 in st})
-        else:
-            cfg.update({k2: st[k1] for k1, k2 in (("max_neighbors", "cogn_max_neighbors"),
-                                                  ("tie_tolerance", "cogn_tie_tolerance"),
-                                                  ("distance_bins", "distance_bins")) if k1 in st})
-        s.graphs = section(GraphSettings, cfg)
-    elif kind != "lattice":
-        raise PredictRefused(f"unknown input kind {kind!r} in the checkpoint")
+    s.density_kind = "chgcar" if (prov.get("kind") or st.get("kind")) == "mp_chgcar" else "structure"
+    s.store_channels = len(st.get("channels") or (meta.get("norm") or {}).get("channels") or ["total"])
+    try:
+        source.configure(s, st, method, voxel)
+    except ValueError as exc:
+        raise PredictRefused(str(exc)) from None
     return s
 
 
@@ -220,7 +184,7 @@ def prepared_structure(unit: Unit, s: Settings):
 
 
 def preprocess(unit: Unit, s: Settings) -> tuple[dict, dict]:
-    """``(sample, info)``: the per-sample dict in the store form (density features raw) and extra output keys.
+    """``(sample, info)``: the per-sample dict in the store form (density values raw) and extra output keys.
 
     Raises ``ValueError`` with a one-line reason when the input cannot be used.
     """
@@ -230,59 +194,16 @@ def preprocess(unit: Unit, s: Settings) -> tuple[dict, dict]:
         return _preprocess_map(unit, s)
     if not unit.record.ok:
         raise ValueError(unit.record.error or "no structure")
-    if s.input_kind == "density" and s.density_kind == "chgcar":
+    if s.density_kind == "chgcar" and s.density is not None:
         return _preprocess_chgcar(unit, s)
     st, cell = prepared_structure(unit, s)
-    info = {"cell": cell, "symmetry_finder": bool(USES_SYMMETRY.get(cell, True))}
-    if s.input_kind == "density":
-        sample, extra = density_sample(st, unit.uid, s)
-        return sample, {**info, **extra}
-    if s.input_kind == "lattice":
-        lat = st.lattice
-        return {"lattice": np.array([[lat.a, lat.b, lat.c, lat.alpha, lat.beta, lat.gamma]])}, info
-    if s.input_kind == "xrd":
-        from rhosym.xrd import simulate, to_float16
-
-        pattern, _d, _f2 = simulate(st, s.xrd)
-        p = np.asarray(to_float16(pattern), dtype=np.float32)
-        return {"pattern": np.nan_to_num(p, nan=0.0, posinf=0.0, neginf=0.0)}, info
-    from rhosym.graphs import build_graph
-
-    g = build_graph(st, s.input_kind, s.graphs)
-    sample = {"atom_fea": np.asarray(g["atom_fea"], np.float32),
-              "edge_index": np.asarray(g["edge_index"], np.int64).reshape(-1, 2),
-              "edge_dist": np.asarray(g["edge_dist"], np.float32)}
-    if s.input_kind == "cogn":
-        sample["node_weight"] = np.asarray(g["node_weight"], np.float32)
-        sample["edge_vec"] = np.asarray(g["edge_vec"], np.float32).reshape(-1, 3)
-    return sample, {**info, "symmetry_finder": True}  # graphs use spglib's primitive cell / asymmetric unit
-
-
-def density_sample(st, uid: str, s: Settings, rho: np.ndarray | None = None) -> tuple[dict, dict]:
-    """Sample the density of a prepared structure (computed as the density stage did, or given)."""
-    from rhosym.density import DirectModel, density_of_row
-    from rhosym.sampling import sample_one
-
-    if rho is None and s.source == "direct":
-        d = s.density
-        model = DirectModel.from_structure(st, b_iso=d.b_iso, blur=d.blur, cutoff=d.cutoff)
-        xyz, feats, vox = sample_one(s.method, s.sample, uid, st.lattice.matrix, s.seed, model=model)
-    else:
-        if rho is None:
-            rho, _attrs = density_of_row({"kind": "structure", "structure": json.dumps(st.as_dict())}, s.density)
-        xyz, feats, vox = sample_one(s.method, s.sample, uid, st.lattice.matrix, s.seed, rho=rho)
-    return _sample(xyz, feats, vox, s, uid), {"density_source": "structure", "n_points": int(len(xyz))}
-
-
-def _sample(xyz, feats, vox, s: Settings, uid: str) -> dict:
-    return {"xyz": xyz, "features": feats, "voxels": vox, "spatial_shape": np.asarray(s.spatial_shape, np.int64),
-            "id": uid}
+    sample, extra = s.source_kind.from_structure(st, unit.uid, s)
+    return sample, {"cell": cell, "symmetry_finder": bool(USES_SYMMETRY.get(cell, True)), **extra}
 
 
 def _preprocess_chgcar(unit: Unit, s: Settings) -> tuple[dict, dict]:
     from rhosym.density import density_of_row
     from rhosym.ingest import check_cell, check_structure
-    from rhosym.sampling import sample_one
 
     if unit.file_kind != "chgcar":
         raise ValueError(f"refused: the checkpoint was trained on CHGCAR (valence) densities with {s.features} "
@@ -292,27 +213,21 @@ def _preprocess_chgcar(unit: Unit, s: Settings) -> tuple[dict, dict]:
         raise ValueError(bad)
     rho, attrs = density_of_row({"kind": "mp_chgcar", "chgcar_path": unit.path}, {**s.density.model_dump(),
                                                                                   "channels": s.store_channels})
-    xyz, feats, vox = sample_one(s.method, s.sample, unit.uid, np.asarray(attrs["cell"]), s.seed, rho=rho)
-    return _sample(xyz, feats, vox, s, unit.uid), {"cell": "as_is", "symmetry_finder": False,
-                                                   "density_source": "chgcar", "n_points": int(len(xyz))}
+    sample, extra = s.source_kind.from_density(rho, np.asarray(attrs["cell"]), unit.uid, s)
+    return sample, {"cell": "as_is", "symmetry_finder": False, "density_source": "chgcar", **extra}
 
 
 def _preprocess_map(unit: Unit, s: Settings) -> tuple[dict, dict]:
     """A measured density on a grid (CCP4/MRC): sampled as the training inputs were, from its own cell."""
     from rhosym.perturb import read_map
-    from rhosym.sampling import sample_one
 
-    if s.input_kind != "density":
-        raise ValueError(f"a density map can only be given to a density model, not {s.model}")
     if s.features != 1:
         raise ValueError(f"the checkpoint reads {s.features} density features; a map has one (total density)")
     rho, lattice = read_map(unit.path)
     if not np.isfinite(rho).all():
         raise ValueError("the map holds NaN/Inf values")
-    channels = np.repeat(rho[None], s.store_channels, axis=0) if s.store_channels > 1 else rho[None]
-    xyz, feats, vox = sample_one(s.method, s.sample, unit.uid, lattice, s.seed, rho=channels)
-    return _sample(xyz, feats, vox, s, unit.uid), {"cell": "as_is (map)", "symmetry_finder": False,
-                                                   "density_source": "map", "n_points": int(len(xyz))}
+    sample, extra = s.source_kind.from_density(rho, lattice, unit.uid, s)
+    return sample, {"cell": "as_is (map)", "symmetry_finder": False, "density_source": "map", **extra}
 
 
 # ------------------------------------------------------------------------------------------ outputs
@@ -424,8 +339,8 @@ def open_checkpoint(checkpoint: str | Path, device: str = "auto", method: str | 
     model, meta = load_checkpoint(checkpoint, device)
     s = resolve_settings(meta, method=method, voxel=voxel)
     warn_missing(s)
-    log.info("%s: %s/%s on %s input (%s, cell %s), %s", checkpoint, meta["model"], meta["task"], meta["input_kind"],
-             meta.get("input"), s.cell, meta["device"])
+    log.info("%s: %s/%s on %s input (%s, cell %s), %s", checkpoint, meta["model"], meta["task"],
+             s.source_kind.name, meta.get("input"), s.cell, meta["device"])
     return model, meta, s
 
 

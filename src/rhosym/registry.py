@@ -82,7 +82,7 @@ def answers_of(task: str) -> tuple[str, ...]:
 @dataclass(frozen=True)
 class InputSpec:
     """What a model reads. ``store``: per-shard path under ``results/{ds}/`` (``{shard}``); ``rule``:
-    the rule that writes it; ``kind``: the loader family (rhosym.loaders)."""
+    the rule that writes it; ``kind``: its input kind (:data:`INPUT_KINDS`)."""
 
     name: str
     kind: str
@@ -90,6 +90,26 @@ class InputSpec:
     rule: str
     display: str
 
+
+@dataclass(frozen=True)
+class InputKindSpec:
+    """A kind of model input. ``impl``: ``module:attribute`` of its :class:`rhosym.inputs.InputKind`
+    (reading a row, normalization, augmentation, collate, size, building a sample for ``predict``)."""
+
+    name: str
+    impl: str
+    description: str
+    sampled: bool = False  # a sampled density: the experiments' ``features``, ``points`` and ``sampling`` apply
+
+
+INPUT_KINDS: dict[str, InputKindSpec] = {k.name: k for k in (
+    InputKindSpec("density", "rhosym.inputs.density:DENSITY", "points with density values and voxel indices",
+                  sampled=True),
+    InputKindSpec("xrd", "rhosym.inputs.xrd:XRD", "a powder XRD pattern"),
+    InputKindSpec("cgcnn", "rhosym.inputs.graphs:CGCNN", "a crystal graph of every atom of the cell"),
+    InputKindSpec("cogn", "rhosym.inputs.graphs:COGN", "an asymmetric-unit graph with multiplicities"),
+    InputKindSpec("lattice", "rhosym.inputs.lattice:LATTICE", "the six lattice parameters"),
+)}
 
 INPUTS: dict[str, InputSpec] = {i.name: i for i in (
     InputSpec("grid", "density", "samples/grid/shard-{shard}.zarr", "sample_shard", "voxel-grid sampled density"),
@@ -99,7 +119,7 @@ INPUTS: dict[str, InputSpec] = {i.name: i for i in (
     InputSpec("cogn", "cogn", "graphs/cogn/shard-{shard}.zarr", "graphs_shard", "coGN asymmetric-unit graph"),
     InputSpec("lattice", "lattice", "ingest/shard-{shard}.parquet", "ingest_shard", "six lattice parameters"),
 )}
-SAMPLINGS = tuple(n for n, i in INPUTS.items() if i.kind == "density")
+SAMPLINGS = tuple(n for n, i in INPUTS.items() if INPUT_KINDS[i.kind].sampled)
 GRAPH_KINDS = tuple(n for n, i in INPUTS.items() if i.rule == "graphs_shard")
 
 
@@ -195,8 +215,13 @@ class ModelSpec:
     def input_kind(self) -> str:
         return INPUTS[self.inputs[0]].kind
 
+    @property
+    def sampled(self) -> bool:
+        """Reads a sampled density (the experiments' features, points and sampling apply)."""
+        return INPUT_KINDS[self.input_kind].sampled
+
     def input_for(self, sampling: str) -> str:
-        return sampling if self.input_kind == "density" else self.inputs[0]
+        return sampling if self.sampled else self.inputs[0]
 
     def protocol(self, task_kind: str) -> dict:
         """Training defaults of this model for a task kind (regression / classification / joint)."""
@@ -227,7 +252,7 @@ MODELS: dict[str, ModelSpec] = {m.name: m for m in (
     ModelSpec("dense_cnn", "Dense 3D CNN", SAMPLINGS, DenseCNNConfig, 6, study=False),
 )}
 STUDY_MODELS = tuple(n for n, m in MODELS.items() if m.study)
-DENSITY_MODELS = tuple(n for n in STUDY_MODELS if MODELS[n].input_kind == "density")
+DENSITY_MODELS = tuple(n for n in STUDY_MODELS if MODELS[n].sampled)
 CONTROL_MODELS = tuple(n for n in STUDY_MODELS if MODELS[n].control)
 
 
@@ -321,7 +346,7 @@ TABLE_FILES = {
 
 __all__ = [
     "Strict", "CRYSTAL_SYSTEMS", "TaskSpec", "TASKS", "CLASS_TASKS", "REGRESSION_TASKS", "ANSWER_TASKS",
-    "answers_of", "InputSpec", "INPUTS", "SAMPLINGS", "GRAPH_KINDS", "ModelSpec", "MODELS", "STUDY_MODELS",
+    "answers_of", "InputKindSpec", "INPUT_KINDS", "InputSpec", "INPUTS", "SAMPLINGS", "GRAPH_KINDS", "ModelSpec", "MODELS", "STUDY_MODELS",
     "DENSITY_MODELS", "CONTROL_MODELS", "model_order", "model_display", "DatasetKindSpec", "DATASET_KINDS",
     "CELLS", "CELLS_USING_SYMMETRY", "SPLIT_RULES", "FigureSpec", "FIGURES", "TABLE_FILES",
 ]

@@ -29,13 +29,6 @@ import pandas as pd
 
 log = logging.getLogger("rhosym.robustness")
 
-KIND_PERTURBATIONS = {
-    "density": ("noise", "blur", "wedge", "thermal"),
-    "xrd": ("thermal", "xrd_noise", "xrd_broaden", "xrd_shift"),
-    "lattice": ("lattice_noise",),
-}
-
-
 def levels_of(name: str, overrides: dict | None = None) -> list[float]:
     from rhosym.perturb import PERTURBATIONS
 
@@ -69,88 +62,6 @@ def _rows_by_id(ingest_paths, ids: set[str]) -> dict[str, dict]:
     return out
 
 
-def _pert_rng(seed: int, sid: str, name: str, level: float) -> np.random.Generator:
-    import hashlib
-
-    h = hashlib.blake2b(f"{seed}:{sid}:{name}:{level}".encode(), digest_size=8).digest()
-    return np.random.default_rng(int.from_bytes(h, "little"))
-
-
-def density_inputs(row: dict, s, names: list[str], levels: dict, seed: int):
-    """Yield ``(perturbation, level, sample)`` for one structure (density model)."""
-    from rhosym.density import density_of_row
-    from rhosym.ingest import structure_from_json
-    from rhosym.perturb import apply_grid, thermal
-    from rhosym.predict import density_sample
-    from rhosym.sampling import sample_one
-
-    sid = str(row["id"])
-    if s.density_kind == "chgcar":
-        rho, attrs = density_of_row({"kind": "mp_chgcar", "chgcar_path": row["chgcar_path"]},
-                                    {**s.density.model_dump(), "channels": s.store_channels})
-        lattice, st = np.asarray(attrs["cell"]), None
-    else:
-        st = structure_from_json(row["structure"])
-        rho, _ = density_of_row({"kind": "structure", "structure": row["structure"]}, s.density)
-        lattice = st.lattice.matrix
-    for name in names:
-        for lv in levels[name]:
-            if name == "thermal":
-                if st is None:
-                    continue
-                if lv == 0:
-                    yield name, lv, density_sample(st, sid, s)[0]
-                    continue
-                yield name, lv, density_sample(thermal(st, lv, default_b=s.density.b_iso), sid, s)[0]
-                continue
-            none = (name == "noise" and math.isinf(lv)) or (name != "noise" and lv == 0)
-            if none and s.source == "direct" and st is not None:
-                yield name, lv, density_sample(st, sid, s)[0]
-                continue
-            rng = _pert_rng(seed, sid, name, lv)
-            p = rho if none else np.stack([apply_grid(name, c, lattice, lv, rng) for c in rho]).astype(np.float32)
-            xyz, feats, vox = sample_one(s.method, s.sample, sid, lattice, s.seed, rho=p)
-            yield name, lv, {"xyz": xyz, "features": feats, "voxels": vox,
-                             "spatial_shape": np.asarray(s.spatial_shape, np.int64), "id": sid}
-
-
-def xrd_inputs(row: dict, s, names: list[str], levels: dict, seed: int):
-    from rhosym.ingest import structure_from_json
-    from rhosym.perturb import thermal, xrd_broaden, xrd_noise, xrd_zero_shift
-    from rhosym.xrd import simulate, to_float16
-
-    sid = str(row["id"])
-    st = structure_from_json(row["structure"])
-    clean, d, f2 = simulate(st, s.xrd)
-
-    def stored(p):  # cast as the store does (noise may leave the [0, 1] range the store's check expects)
-        p = np.asarray(p, dtype=np.float64).ravel()
-        p16 = to_float16(p) if p.min() >= 0 and p.max() <= 1 else p.astype(np.float16)
-        return {"pattern": np.nan_to_num(np.asarray(p16, np.float32))}
-
-    for name in names:
-        for lv in levels[name]:
-            if name == "thermal":
-                p = clean if lv == 0 else simulate(thermal(st, lv, default_b=s.xrd.b_iso), s.xrd)[0]
-            elif name == "xrd_noise":
-                p = clean if lv == 0 else xrd_noise(clean, lv, _pert_rng(seed, sid, name, lv))
-            elif name == "xrd_broaden":
-                p = clean if lv == 1 else xrd_broaden(d, f2, s.xrd, lv)
-            else:
-                p = clean if lv == 0 else xrd_zero_shift(clean, lv, s.xrd.two_theta_step)
-            yield name, lv, stored(p)
-
-
-def lattice_inputs(row: dict, s, names: list[str], levels: dict, seed: int):
-    from rhosym.perturb import lattice_noise
-
-    sid = str(row["id"])
-    params = np.array([[row[k] for k in ("a", "b", "c", "alpha", "beta", "gamma")]], dtype=np.float64)
-    for lv in levels["lattice_noise"]:
-        p = params if lv == 0 else lattice_noise(params, lv, _pert_rng(seed, sid, "lattice_noise", lv))
-        yield "lattice_noise", lv, {"lattice": p}
-
-
 def evaluate_perturbed(checkpoint: str, manifest, split_table, ingest_paths, common, perturbations: list[str],
                        level_overrides: dict | None = None, max_structures: int = 500, seed: int = 0,
                        device: str = "auto", identity: dict | None = None, batch_size: int = 16) -> pd.DataFrame:
@@ -164,9 +75,9 @@ def evaluate_perturbed(checkpoint: str, manifest, split_table, ingest_paths, com
 
     model, meta = load_checkpoint(checkpoint, device)
     s = resolve_settings(meta)
-    kind = meta["input_kind"]
-    names = [p for p in perturbations if p in KIND_PERTURBATIONS.get(kind, ())]
-    if kind == "density" and s.density_kind == "chgcar":
+    source = s.source_kind
+    names = [p for p in perturbations if p in source.perturbations]
+    if s.density_kind == "chgcar":  # thermal smearing needs the structure's density
         names = [p for p in names if p != "thermal"]
     answers = [a for a in (meta.get("answers") or [meta["task"]]) if not TASKS[a].regression]
     manifest = manifest if isinstance(manifest, pd.DataFrame) else pd.read_parquet(manifest)
@@ -176,13 +87,12 @@ def evaluate_perturbed(checkpoint: str, manifest, split_table, ingest_paths, com
     cols = ["dataset", "model", "trained_task", "variant", "group", "seed", "augmented", "perturbation", "strength",
             "strength_label", "order", "unit", "task", "id", "correct"]
     if not names or not answers:
-        log.info("%s: no perturbation applies to %s input or no classification answer", checkpoint, kind)
+        log.info("%s: no perturbation applies to %s input or no classification answer", checkpoint, source.name)
         return pd.DataFrame(columns=cols)
     ids = test_ids(common, split_table, split, answers[0], max_structures, seed)
     rows_by_id = _rows_by_id(ingest_paths, set(ids))
     truth = {a: encode_labels(manifest, a) for a in answers}
     levels = {n: levels_of(n, level_overrides) for n in names}
-    make = {"density": density_inputs, "xrd": xrd_inputs, "lattice": lattice_inputs}[kind]
     ident = {"dataset": meta.get("dataset", ""), "model": meta["model"], "trained_task": meta["task"],
              "variant": "", "group": "", "seed": int(meta.get("seed", 0)), "augmented": False, **(identity or {})}
     out: list[dict] = []
@@ -209,7 +119,7 @@ def evaluate_perturbed(checkpoint: str, manifest, split_table, ingest_paths, com
             n_fail += 1
             continue
         try:
-            for name, lv, sample in make(row, s, names, levels, seed):
+            for name, lv, sample in source.perturbed(row, s, names, levels, seed):
                 pending.append((sid, name, lv, sample))
                 if len(pending) >= batch_size:
                     flush()

@@ -114,7 +114,7 @@ def _read_table(t) -> pd.DataFrame:
 # ============================================================================================ steps
 @dataclass
 class TrainData:
-    input_kind: str
+    input: object  # rhosym.inputs.InputKind
     kind: str  # classification | regression | joint
     items: dict
     datasets: dict
@@ -130,25 +130,25 @@ class TrainData:
 def prepare_data(job: TrainJob, cfg: dict, pretrained: dict | None = None) -> TrainData:
     """Train and val datasets, label maps, normalization and target scaling (all from TRAIN only; a
     fine-tuned network keeps its pretrained normalization)."""
+    from rhosym import inputs
     from rhosym.settings import AugmentSettings
 
-    reg = _registry(job)
-    input_kind = reg.INPUT_KIND[job.model]
+    source = inputs.kind(_registry(job).INPUT_KIND[job.model])
     kind = TASKS[job.task].kind
     manifest, split = _read_table(job.manifest), _read_table(job.split)
     labels = L.encode_labels(manifest, job.task)
     ids = {s: split.loc[split["split"] == s, "id"].astype(str).tolist() for s in ("train", "val")}
-    index = L.index_stores(list(job.stores), input_kind)
-    items = {s: L.build_items(ids[s], labels, list(job.stores), input_kind, name=s, index=index,
+    index = L.index_stores(list(job.stores), source)
+    items = {s: L.build_items(ids[s], labels, list(job.stores), source, name=s, index=index,
                               max_points=job.points) for s in ("train", "val")}
     if len(items["train"]) == 0:
         raise ValueError(f"no training structures for {job.model}/{job.task}: every one is missing from the "
                          f"stores or has no label ({items['train'].skipped})")
     augment = AugmentSettings.model_validate(cfg.get("augment") or {})
     datasets = {
-        "train": L.StoreDataset(items["train"], input_kind, job.features, max_points=job.points, seed=job.seed,
+        "train": L.StoreDataset(items["train"], source, job.features, max_points=job.points, seed=job.seed,
                                 augment=augment, cache_mb=job.cache_mb),
-        "val": L.StoreDataset(items["val"], input_kind, job.features, max_points=job.points, seed=job.seed,
+        "val": L.StoreDataset(items["val"], source, job.features, max_points=job.points, seed=job.seed,
                               cache_mb=job.cache_mb),
     }
     norm = target = None
@@ -158,16 +158,11 @@ def prepare_data(job: TrainJob, cfg: dict, pretrained: dict | None = None) -> Tr
         if kind == "regression":
             yt = np.asarray(items["train"].y)
             target = {"mean": float(yt.mean()), "std": float(yt.std()) if yt.std() > 0 else 1.0}
-        if input_kind == "density":
-            norm = L.density_stats(datasets["train"], cfg["norm_max_structures"], job.seed)
-        elif input_kind == "lattice":
-            norm = L.lattice_stats(datasets["train"])
+        norm = datasets["train"].fit_norm(cfg["norm_max_structures"], job.seed)
     for d in datasets.values():
         d.norm = norm
-    first = datasets["train"][0]["sample"]
-    in_features = {"density": int(job.features), "xrd": 1, "lattice": len(L.LATTICE_FEATURES)}.get(
-        input_kind, None) or int(first["atom_fea"].shape[1])
-    return TrainData(input_kind, kind, items, datasets, norm, target, in_features)
+    in_features = source.in_features(job.features, datasets["train"][0]["sample"])
+    return TrainData(source, kind, items, datasets, norm, target, in_features)
 
 
 def make_loader(dataset, sizes, collate, cfg: dict, shuffle: bool, seed: int, device, num_workers: int = 0):
@@ -474,10 +469,10 @@ def train(job: TrainJob) -> dict:
     meta = C.CheckpointMeta(
         dataset=job.dataset, model=job.model, task=job.task, regression=data.regression,
         n_out=TASKS[job.task].n_out, label_values=L.label_values(job.task), input=job.input,
-        input_kind=data.input_kind, features=int(job.features), in_features=data.in_features,
+        input_kind=data.input.name, features=int(job.features), in_features=data.in_features,
         model_cfg=cfg["model"], answers=list(TASKS[job.task].answers or (job.task,)), points=int(job.points),
         split=job.split_rule, seed=int(job.seed), pretrained=job.pretrained_from,
-        input_store=L.store_meta(job.stores[0]) if job.stores else {}, provenance=dict(job.provenance),
+        input_store=data.input.store_meta(job.stores[0]) if job.stores else {}, provenance=dict(job.provenance),
         norm=data.norm, target=data.target,
         train_config=cfg, n_train=len(data.items["train"]), n_val=len(data.items["val"]),
         skipped={s: data.items[s].skipped for s in data.items}, rhosym_version=__version__)

@@ -78,7 +78,7 @@ def expand_block(cfg, block) -> list[Experiment]:
     for ds, model, task, feats, sampling, points in itertools.product(
             datasets, block.models, block.tasks, block.features, block.sampling, block.points):
         spec = R.MODELS[model]
-        density = spec.input_kind == "density"
+        density = spec.sampled
         for split in block.splits or [cfg.primary_split(ds)]:
             for seed in cfg.seeds_of(block):
                 e = Experiment(ds, model, task, spec.input_for(sampling), int(feats) if density else 1,
@@ -163,10 +163,10 @@ def sample_methods_needed(cfg, ds: str, experiments: list[Experiment] | None = N
     experiments = expand_experiments(cfg) if experiments is None else experiments
     methods = dict.fromkeys(cfg.sample.methods)
     for e in experiments:
-        if e.dataset == ds and R.INPUTS[e.input].kind == "density":
+        if e.dataset == ds and e.input in R.SAMPLINGS:
             methods[e.input] = None
     for t in expand_transfers(cfg):
-        if t.target == ds and R.INPUTS[t.experiment.input].kind == "density":
+        if t.target == ds and t.experiment.input in R.SAMPLINGS:
             methods[t.experiment.input] = None
     return list(methods)
 

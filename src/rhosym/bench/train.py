@@ -34,7 +34,8 @@ import time
 
 import numpy as np
 
-from rhosym.models import MODELS, build_model, collate, input_kind
+from rhosym import inputs
+from rhosym.models import MODELS, build_model, collate
 
 log = logging.getLogger("rhosym.bench.train")
 
@@ -42,82 +43,16 @@ PUBLISHED_SPARSE_CHANNELS = [128, 128, 256, 512, 1024]
 
 
 # ----------------------------------------------------------------------------- synthetic inputs
-def density_sample(rng: np.random.Generator, points: int = 5000, frame: float = 64.0, voxel: float = 0.5,
-                   n_features: int = 1) -> dict:
-    """One synthetic density sample (see the module docstring)."""
-    shape = int(round(frame / voxel))
-    cell = rng.uniform(6.0, 14.0, 3)
-    nvox = np.maximum((cell / voxel).astype(int), 1)
-    total = int(np.prod(nvox))
-    flat = rng.choice(total, size=min(points, total), replace=False)
-    vox = np.stack(np.unravel_index(flat, tuple(nvox)), 1).astype(np.int32)  # [z, y, x]
-    xyz = (vox[:, ::-1] + 0.5).astype(np.float32) * voxel  # x, y, z in Å
-    atoms = rng.uniform(0, 1, (int(rng.integers(8, 25)), 3)) * cell[::-1]
-    d2 = ((xyz[:, None, :] - atoms[None, :, :]) ** 2).sum(-1)
-    rho = np.exp(-d2 / 0.5).sum(1) * 50.0 + 1e-3
-    feats = np.log(rho)[:, None].repeat(n_features, 1).astype(np.float32)
-    feats = (feats - feats.mean(0)) / (feats.std(0) + 1e-6)
-    return {"xyz": xyz, "features": feats, "voxels": vox, "spatial_shape": np.array([shape] * 3)}
-
-
-def xrd_sample(rng: np.random.Generator, n: int = 8192) -> dict:
-    x = np.arange(n, dtype=np.float32)
-    pos = rng.uniform(0, n, int(rng.integers(20, 61)))
-    amp = rng.uniform(0.05, 1.0, len(pos))
-    pattern = (amp[None, :] * np.exp(-((x[:, None] - pos[None, :]) ** 2) / 50.0)).sum(1)
-    return {"pattern": (pattern / pattern.max()).astype(np.float32)}
-
-
-def graph_sample(rng: np.random.Generator, kind: str, atoms: int = 20, n_atom_fea: int = 92,
-                 neighbours: int = 12) -> dict:
-    n = atoms if kind == "cgcnn" else max(1, atoms // 4)
-    fea = np.zeros((n, n_atom_fea), dtype=np.float32)
-    fea[np.arange(n), rng.integers(0, n_atom_fea, n)] = 1.0
-    centre = np.repeat(np.arange(n), neighbours)
-    nbr = rng.integers(0, n, n * neighbours)
-    dist = rng.uniform(1.5, 8.0, n * neighbours).astype(np.float32)
-    s = {"atom_fea": fea, "edge_index": np.stack([centre, nbr], 1).astype(np.int64), "edge_dist": dist}
-    if kind == "cogn":
-        s["node_weight"] = rng.integers(1, 9, n).astype(np.float32)
-        vec = rng.normal(size=(n * neighbours, 3))
-        s["edge_vec"] = (vec / np.linalg.norm(vec, axis=1, keepdims=True) * dist[:, None]).astype(np.float32)
-    return s
-
-
-def lattice_sample(rng: np.random.Generator) -> dict:
-    """The lattice features (rhosym.loaders.lattice_features, standardized roughly) of a random cell."""
-    from rhosym.loaders import lattice_features
-
-    abc = rng.uniform(3.0, 15.0, 3)
-    angles = rng.uniform(60.0, 120.0, 3)
-    f = lattice_features(np.concatenate([abc, angles])[None])[0].astype(np.float64)
-    return {"lattice": ((f - f.mean()) / (f.std() + 1e-6)).astype(np.float32)}
-
-
 def synthetic_samples(name: str, n: int, seed: int = 0, **kw) -> list[dict]:
-    """``n`` synthetic per-sample dicts for model ``name`` (keywords go to the generator)."""
+    """``n`` synthetic per-sample dicts for model ``name`` (its input kind's ``synthetic``; keywords such
+    as ``points``, ``frame``, ``voxel``, ``atoms`` go to the generator, which ignores what it does not use)."""
     rng = np.random.default_rng(seed)
-    kind = input_kind(name)
-    if kind == "density":
-        return [density_sample(rng, **kw) for _ in range(n)]
-    if kind == "xrd":
-        return [xrd_sample(rng, **kw) for _ in range(n)]
-    if kind == "lattice":
-        return [lattice_sample(rng) for _ in range(n)]
-    if kind in ("cgcnn", "cogn"):
-        return [graph_sample(rng, kind, **kw) for _ in range(n)]
-    raise ValueError(f"no synthetic inputs for input kind {kind!r} (model {name})")
+    source = inputs.of_model(name)
+    return [source.synthetic(rng, **kw) for _ in range(n)]
 
 
 def in_features_of(name: str, samples: list[dict]) -> int:
-    kind = input_kind(name)
-    if kind == "density":
-        return int(samples[0]["features"].shape[1])
-    if kind == "xrd":
-        return 1
-    if kind == "lattice":
-        return int(np.asarray(samples[0]["lattice"]).shape[-1])
-    return int(samples[0]["atom_fea"].shape[1])
+    return inputs.of_model(name).in_features(0, samples[0])
 
 
 def scaled_cfg(name: str, scale: float) -> dict:
@@ -288,16 +223,15 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = []
     for name in args.models:
-        kind = input_kind(name)
-        bs = args.batch_size or ((4 if kind == "density" else 32) * (8 if cuda else 1))
-        kw = dkw if kind == "density" else ({"atoms": args.atoms} if kind in ("cgcnn", "cogn") else {})
-        samples = synthetic_samples(name, bs, seed=args.seed, **kw)
-        cfg = scaled_cfg(name, scale) if kind == "density" else {}
+        kind = inputs.of_model(name).name
+        bs = args.batch_size or (inputs.of_model(name).bench_batch * (8 if cuda else 1))
+        samples = synthetic_samples(name, bs, seed=args.seed, atoms=args.atoms, **dkw)
+        cfg = scaled_cfg(name, scale)
         model = build_model(name, args.classes, False, in_features_of(name, samples), cfg)
         n_params = sum(p.numel() for p in model.parameters())
         t_train, t_inf = time_model(model, collate(name, samples), args.classes, device, args.steps, args.warmup)
         row = {"model": name, "input": kind, "batch": bs, "params": n_params,
-               "width_scale": scale if kind == "density" else 1.0,
+               "width_scale": scale if cfg else 1.0,
                "train_samples_per_s": bs / t_train, "infer_samples_per_s": bs / t_inf,
                "train_s_per_batch": t_train, "infer_s_per_batch": t_inf}
         log.info("%s: %s", name, {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()})

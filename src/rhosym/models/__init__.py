@@ -2,7 +2,8 @@
 
 Models and their input kind
 ---------------------------
-``MODELS`` are the five networks of the study; ``INPUT_KIND`` says which store feeds each:
+``MODELS`` are the six models of the study (five networks and the lattice-only control);
+``INPUT_KIND`` says which input kind (:mod:`rhosym.inputs`) feeds each:
 
 =============  ========  =====================================================================
 model          input     module
@@ -12,6 +13,7 @@ pointnet       density   :mod:`rhosym.models.pointnet`
 xrd_fcn        xrd       :mod:`rhosym.models.xrd_fcn` (13 Conv1D layers, ~2.8 M parameters)
 cgcnn          cgcnn     :mod:`rhosym.models.cgcnn` (Xie & Grossman 2018)
 cogn           cogn      :mod:`rhosym.models.cogn` (Ruff et al. 2023, asymmetric-unit graphs)
+lattice        lattice   :mod:`rhosym.models.lattice` (MLP on the lattice features, the control)
 =============  ========  =====================================================================
 
 ``dense_cnn`` (:mod:`rhosym.models.dense_cnn`, input ``density``) is also built by :func:`build_model`
@@ -58,21 +60,31 @@ with the published values as defaults; :func:`build_model` validates the ``model
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 
+from rhosym import inputs
 from rhosym.registry import MODELS as SPECS
 from rhosym.registry import STUDY_MODELS
 
 MODELS = STUDY_MODELS
-INPUT_KIND = {name: spec.input_kind for name, spec in SPECS.items()}
-
-__all__ = ["MODELS", "INPUT_KIND", "build_model", "collate", "sample_size", "input_kind", "model_config"]
 
 
-def input_kind(name: str) -> str:
-    """The input kind (density, xrd, cgcnn, cogn, lattice) of model ``name``."""
-    if name not in SPECS:
-        raise ValueError(f"unknown model {name!r}; known: {', '.join(SPECS)}")
-    return SPECS[name].input_kind
+class _InputKinds(Mapping):
+    """model name → the name of its input kind, read from the registry at each call (plugins included)."""
+
+    def __getitem__(self, name: str) -> str:
+        return inputs.of_model(name).name
+
+    def __iter__(self):
+        return iter(SPECS)
+
+    def __len__(self) -> int:
+        return len(SPECS)
+
+
+INPUT_KIND = _InputKinds()
+
+__all__ = ["MODELS", "INPUT_KIND", "build_model", "collate", "sample_size", "model_config"]
 
 
 def model_config(name: str, cfg: dict | None, regression: bool) -> dict:
@@ -88,78 +100,18 @@ def build_model(name: str, n_out: int, regression: bool, in_features: int, cfg: 
     graph models, the lattice feature count for the lattice control, ignored for xrd_fcn. ``cfg``: the
     model's architecture block (rhosym.registry), validated here.
     """
-    input_kind(name)
+    inputs.of_model(name)
     mod = importlib.import_module(f"rhosym.models.{name}")
     return mod.build(n_out=int(n_out), regression=bool(regression), in_features=int(in_features),
                      cfg=model_config(name, cfg, bool(regression)))
 
 
 def collate(name: str, samples: list[dict]) -> dict:
-    """Batch per-sample numpy dicts for model ``name`` (see the module docstring)."""
-    import numpy as np
-    import torch
-
-    if not samples:
-        raise ValueError("collate: no samples")
-    kind = input_kind(name)
-    out: dict[str, torch.Tensor] = {}
-
-    def cat(key, dtype, width=None):
-        arrs = [np.asarray(s[key], dtype=dtype) for s in samples]
-        if width is not None:
-            arrs = [a.reshape(-1, width) for a in arrs]
-        return torch.from_numpy(np.ascontiguousarray(np.concatenate(arrs, axis=0)))
-
-    if kind == "density":
-        counts = np.array([len(s["xyz"]) for s in samples], dtype=np.int64)
-        nfeat = next((np.asarray(s["features"]).shape[1] for s in samples
-                      if np.asarray(s["features"]).ndim == 2), 1)
-        out["xyz"] = cat("xyz", np.float32, 3)
-        out["features"] = cat("features", np.float32, nfeat)
-        out["voxels"] = cat("voxels", np.int32, 3)
-        out["batch"] = torch.from_numpy(np.repeat(np.arange(len(samples), dtype=np.int64), counts))
-        out["counts"] = torch.from_numpy(counts)
-        shapes = np.array([np.asarray(s["spatial_shape"], dtype=np.int64) for s in samples])
-        out["spatial_shape"] = torch.from_numpy(shapes.max(axis=0))
-    elif kind == "lattice":
-        out["lattice"] = torch.from_numpy(np.stack([np.asarray(s["lattice"], dtype=np.float32) for s in samples]))
-    elif kind == "xrd":
-        length = min(len(s["pattern"]) for s in samples)
-        out["pattern"] = torch.from_numpy(
-            np.stack([np.asarray(s["pattern"], dtype=np.float32)[:length] for s in samples]))
-    else:  # cgcnn, cogn
-        n_nodes = np.array([len(s["atom_fea"]) for s in samples], dtype=np.int64)
-        n_edges = np.array([np.asarray(s["edge_index"]).reshape(-1, 2).shape[0] for s in samples])
-        offsets = np.concatenate([[0], np.cumsum(n_nodes)[:-1]])
-        width = np.asarray(samples[0]["atom_fea"]).shape[1]
-        out["atom_fea"] = cat("atom_fea", np.float32, width)
-        ei = [np.asarray(s["edge_index"], dtype=np.int64).reshape(-1, 2) + o for s, o in zip(samples, offsets)]
-        out["edge_index"] = torch.from_numpy(np.concatenate(ei, axis=0))
-        out["edge_dist"] = cat("edge_dist", np.float32).reshape(-1)
-        out["batch"] = torch.from_numpy(np.repeat(np.arange(len(samples), dtype=np.int64), n_nodes))
-        out["counts"] = torch.from_numpy(n_nodes)
-        out["edge_counts"] = torch.from_numpy(n_edges.astype(np.int64))
-        if kind == "cogn":
-            out["node_weight"] = cat("node_weight", np.float32).reshape(-1)
-            if all("edge_vec" in s for s in samples):
-                out["edge_vec"] = cat("edge_vec", np.float32, 3)
-    if all("y" in s for s in samples):
-        ys = np.array([s["y"] for s in samples]).reshape(len(samples), -1).squeeze(-1)
-        dtype = torch.int64 if np.issubdtype(ys.dtype, np.integer) else torch.float32
-        out["y"] = torch.as_tensor(ys, dtype=dtype)
-    return out
+    """Batch per-sample numpy dicts for model ``name`` (its input kind's collate; module docstring)."""
+    return inputs.of_model(name).collate(samples)
 
 
 def sample_size(name: str, sample: dict) -> int:
     """Cost of one sample for budget batching: points (density), pattern length (xrd, at most the
-    8,192 points read), nodes + edges (graphs)."""
-    import numpy as np
-
-    kind = input_kind(name)
-    if kind == "density":
-        return int(len(sample["xyz"]))
-    if kind == "xrd":
-        return int(min(len(sample["pattern"]), 8192))
-    if kind == "lattice":
-        return 1
-    return int(len(sample["atom_fea"]) + np.asarray(sample["edge_index"]).reshape(-1, 2).shape[0])
+    8,192 points read), nodes + edges (graphs), 1 (lattice)."""
+    return inputs.of_model(name).size(sample)

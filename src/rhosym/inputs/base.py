@@ -1,0 +1,143 @@
+"""The interface every input kind implements (see :mod:`rhosym.inputs`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """What a reader needs to know of the sample it reads: its id (seeds the fixed point subset), the
+    point budget of the experiment and whether the training augmentation needs extra arrays."""
+
+    sid: str = ""
+    max_points: int = 0
+    sticks: bool = False
+
+
+def open_zarr(path: str):
+    import zarr
+
+    return zarr.open_group(str(path), mode="r")
+
+
+def stack(samples: list[dict], key: str, dtype, width: int | None = None):
+    """``torch`` tensor of the per-sample arrays ``key`` concatenated along the first axis."""
+    import torch
+
+    arrs = [np.asarray(s[key], dtype=dtype) for s in samples]
+    if width is not None:
+        arrs = [a.reshape(-1, width) for a in arrs]
+    return torch.from_numpy(np.ascontiguousarray(np.concatenate(arrs, axis=0)))
+
+
+class InputKind:
+    """One kind of model input. Subclasses override what differs; the defaults are the simplest case
+    (no normalization, no augmentation, one unit of batch budget per sample)."""
+
+    name: str = ""
+    #: perturbations of rhosym.perturb that apply to this kind (robustness)
+    perturbations: tuple[str, ...] = ()
+    #: the feature width of a network of this kind, when fixed (else :meth:`in_features` looks at a sample)
+    width: int | None = None
+    #: samples per batch in ``rhosym bench train`` on a CPU
+    bench_batch: int = 32
+
+    # ----------------------------------------------------------------------------------- stores
+    def open(self, path: str):
+        return open_zarr(path)
+
+    def index(self, handle) -> tuple[list[str], np.ndarray]:
+        ids = [str(i) for i in handle.attrs.get("ids", [])]
+        return ids, np.ones(len(ids), dtype=np.int64)
+
+    def context(self, handle) -> dict:
+        """Store-level facts the transforms of a sample need (read once per store)."""
+        return {}
+
+    def read(self, handle, row: int, opts: ReadOptions) -> dict:
+        raise NotImplementedError
+
+    def store_meta(self, path: str) -> dict:
+        """Stage-specific attributes of a store (recorded in the checkpoint as ``input_store``)."""
+        skip = ("ids", "rejected", "counts", "cells", "n_electrons")
+        return {k: v for k, v in dict(self.open(path).attrs).items() if k not in skip}
+
+    # ----------------------------------------------------------------------------------- samples
+    def size(self, sample: dict) -> int:
+        return 1
+
+    def limit(self, sample: dict, max_points: int, sid: str) -> dict:
+        """A raw sample cut to the experiment's point budget (kinds without points: unchanged)."""
+        return sample
+
+    def clip_size(self, size: int, max_points: int) -> int:
+        """The batch cost of a stored row of ``size`` read under the experiment's point budget."""
+        return int(size)
+
+    def fit_norm(self, raw: Callable[[int], dict], n: int, features: int, max_structures: int,
+                 seed: int) -> dict | None:
+        """Normalization statistics from the ``n`` TRAINING samples ``raw(0..n-1)`` (None: none)."""
+        return None
+
+    def needs_sticks(self, augment) -> bool:
+        return False
+
+    def augment(self, sample: dict, rng: np.random.Generator, augment, ctx: dict) -> dict:
+        """Training-time transforms of a raw sample (``augment``: rhosym.settings.AugmentSettings)."""
+        return sample
+
+    def transform(self, sample: dict, rng: np.random.Generator, transform: dict, ctx: dict) -> dict:
+        """Evaluation-time transforms (``evaluate:``: origin shift, rotation) of a raw sample."""
+        return sample
+
+    def prepare(self, sample: dict, features: int, norm: dict | None) -> dict:
+        """A raw sample made ready for the network."""
+        return sample
+
+    def in_features(self, features: int, sample: dict) -> int:
+        return int(self.width) if self.width is not None else int(features)
+
+    def collate(self, samples: list[dict]) -> dict:
+        """Batch prepared samples (``rhosym.models`` documents the batch of each kind); a ``y`` in every
+        sample is stacked into ``batch["y"]``."""
+        import torch
+
+        if not samples:
+            raise ValueError("collate: no samples")
+        out = self.batch(samples)
+        if all("y" in s for s in samples):
+            ys = np.array([s["y"] for s in samples]).reshape(len(samples), -1).squeeze(-1)
+            dtype = torch.int64 if np.issubdtype(ys.dtype, np.integer) else torch.float32
+            out["y"] = torch.as_tensor(ys, dtype=dtype)
+        return out
+
+    def batch(self, samples: list[dict]) -> dict:
+        raise NotImplementedError
+
+    def synthetic(self, rng: np.random.Generator, **kw) -> dict:
+        """One synthetic prepared sample (``rhosym bench train``); unknown keywords are ignored."""
+        raise NotImplementedError
+
+    # ----------------------------------------------------------------------------------- from raw data
+    def configure(self, s, store: dict, method: str | None, voxel: float | None) -> None:
+        """Fill the preprocessing settings ``s`` (rhosym.predict.Settings) from a checkpoint's
+        ``input_store``; refuse (ValueError) a ``method``/``voxel`` the kind does not take."""
+        if method is not None or voxel is not None:
+            raise ValueError(f"--method/--voxel apply to density models only, not {s.model}")
+
+    def from_structure(self, structure, uid: str, s) -> tuple[dict, dict]:
+        """``(raw sample, info)`` of a prepared structure, made as the training stores were."""
+        raise NotImplementedError
+
+    def from_density(self, rho: np.ndarray, lattice: np.ndarray, uid: str, s) -> tuple[dict, dict]:
+        """``(raw sample, info)`` of a dense periodic density ``rho`` (channels, nx, ny, nz) over
+        ``lattice`` (rows, Å); ValueError for kinds that do not read densities."""
+        raise ValueError(f"a density map can only be given to a density model, not {s.model}")
+
+    def perturbed(self, row: dict, s, names: list[str], levels: dict, seed: int) -> Iterator[tuple[str, float, dict]]:
+        """``(perturbation, strength, raw sample)`` of one test structure (its ingest ``row``)."""
+        return iter(())
