@@ -367,7 +367,7 @@ def install_full_zarr_disk(monkeypatch) -> None:
 
 @pytest.fixture
 def rhosym_logging():
-    """snakemake_logging reconfigures the rhosym logger for the process: put it back afterwards."""
+    """job_logging reconfigures the rhosym logger for the process: put it back afterwards."""
     import logging
 
     logger = logging.getLogger("rhosym")
@@ -383,13 +383,12 @@ def rhosym_logging():
 
 
 def test_disk_full_zarr_store_one_line_and_no_output(inputs, tmp_path, monkeypatch, rhosym_logging):
-    from rhosym.logs import snakemake_logging
+    from rhosym.logs import job_logging
 
     install_full_zarr_disk(monkeypatch)
     out = tmp_path / "density" / "shard-00000.zarr"
     log_file = tmp_path / "logs" / "density.log"
-    smk = types.SimpleNamespace(log=[str(log_file)])
-    with pytest.raises(OSError) as exc_info, snakemake_logging(smk):
+    with pytest.raises(OSError) as exc_info, job_logging(str(log_file)):
         STAGES["density"]({"ingest": str(inputs.ingest), "out": str(out), "cfg": DENSITY})
     _assert_disk_full(exc_info, out)
     assert leftovers(out) == []  # neither the store nor its temporary

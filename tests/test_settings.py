@@ -109,7 +109,7 @@ def test_job_resources_never_reach_params():
                                                   "device": "cpu", "num_workers": 3,
                                                   "models": {"cgcnn": {"runtime": 5}}}}))
     for model in R.STUDY_MODELS:
-        p = cfg.train_params(model, "crystal_system")
+        p = cfg.train_params(model, "crystal_system").model_dump()
         assert not set(S.RESOURCE_KEYS) & set(p), model
     assert cfg.train_resource("cgcnn", "runtime") == 5 and cfg.train_resource("cogn", "runtime") == 99
     changed = S.parse_config(S.merge(BASE, {"train": {"runtime": 1, "threads": 1}}))

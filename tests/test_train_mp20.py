@@ -4,7 +4,7 @@ The inputs are built once per module by the package stages, as the rules build t
 → split, then cgcnn/coGN graphs (``rhosym.graphs``), XRD patterns (``rhosym.xrd``) and grid samples of
 dense densities (``rhosym.density`` + ``rhosym.sampling``, at a coarse spacing and voxel, with a blur
 so that the coarse grid still integrates to the electron count). Each model trains a few epochs with
-small widths and one torch thread (through the rule's entry point, ``train.run_train_rule``) on
+small widths and one torch thread (through the trainer the rule runs, ``train.train``) on
 crystal-system classification; CGCNN also on formation energy (regression), checked against the
 training mean on the test split.
 

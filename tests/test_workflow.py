@@ -47,27 +47,19 @@ def _jobs(proc) -> dict[str, int]:
 
 
 def test_a_sixth_model_through_the_registry_alone(monkeypatch):
-    """Adding a model is one registry entry (plus its module): experiments, wildcards and targets follow."""
+    """Adding a model is one registry entry (plus its module): experiments, wildcards and targets follow,
+    and the settings read the model names from the registry when they parse (no reload)."""
     spec = R.ModelSpec("toy_net", "Toy network", ("grid", "random"), R.PointNetConfig, 7)
     monkeypatch.setitem(R.MODELS, "toy_net", spec)
     monkeypatch.setattr(R, "STUDY_MODELS", R.STUDY_MODELS + ("toy_net",))
-    import importlib
-
-    from rhosym import settings as S
-
-    S2 = importlib.reload(S)
-    try:
-        cfg = S2.parse_config({"datasets": {"s": {"kind": "synthetic", "n": 4}},
-                               "experiments": [{"models": ["toy_net", "lattice"], "tasks": ["symmetry"]}],
-                               "train": {"models": {"toy_net": {"model": {"channels": [8]}}}}})
-        exps = W.expand_experiments(cfg)
-        assert {e.model for e in exps} == {"toy_net", "lattice"}
-        toy = next(e for e in exps if e.model == "toy_net")
-        assert toy.input == "grid" and W.sample_methods_needed(cfg, "s", exps) == ["grid"]
-        assert cfg.train_resolved("toy_net", "symmetry")["model"]["channels"] == [8]
-    finally:
-        monkeypatch.undo()
-        importlib.reload(S)
+    cfg = parse_config({"datasets": {"s": {"kind": "synthetic", "n": 4}},
+                        "experiments": [{"models": ["toy_net", "lattice"], "tasks": ["symmetry"]}],
+                        "train": {"models": {"toy_net": {"model": {"channels": [8]}}}}})
+    exps = W.expand_experiments(cfg)
+    assert {e.model for e in exps} == {"toy_net", "lattice"}
+    toy = next(e for e in exps if e.model == "toy_net")
+    assert toy.input == "grid" and W.sample_methods_needed(cfg, "s", exps) == ["grid"]
+    assert cfg.train_resolved("toy_net", "symmetry")["model"]["channels"] == [8]
 
 
 @pytest.mark.slow

@@ -31,6 +31,11 @@ def _fmt_default(v) -> str:
 def _type(annotation) -> str:
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
+    if origin is typing.Annotated:
+        from rhosym.settings import Registered
+
+        marks = [m for m in getattr(annotation, "__metadata__", ()) if isinstance(m, Registered)]
+        return " \\| ".join(marks[0].names()) if marks else _type(args[0])
     if origin is typing.Literal:
         return " \\| ".join(str(a) for a in args)
     if origin in (list, tuple):

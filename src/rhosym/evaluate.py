@@ -601,26 +601,3 @@ def run_sweep_table(paths: Sequence[str], out_csv: str) -> pd.DataFrame:
     log.info("points sweep: %d (variant, task, max_points) rows from %d files", len(t), len(paths))
     return t
 
-
-def run_points_sweep(smk) -> list[dict]:
-    """The ``predict_sweep`` rule: ONE trained checkpoint on the test split once per ``max_points``
-    value (loaded once; an inference-time sweep, not a retraining per size): each structure is cut to at
-    most N points (its fixed subset). ``outputs[i]`` receives the predictions for ``max_points[i]``."""
-    from rhosym import infer, layout
-    from rhosym.settings import parse_config
-
-    w = smk.wildcards
-    v = layout.parse_variant(w.variant)
-    cfg = parse_config(dict(smk.config))
-    device = cfg.train_resource(w.model, "device")
-    loaded = infer.load_checkpoint(smk.input.checkpoint, device)
-    identity = {"dataset": w.ds, "variant": w.variant, "group": layout.group_of(w.variant), "split": v["split"],
-                "trained_on": w.ds}
-    summary = []
-    for out, n in zip(list(smk.output), list(smk.params.max_points)):
-        df = infer.predict_split(loaded, list(smk.input.stores), smk.input.manifest, smk.input.split, split="test",
-                                 out=out, top_k=int(smk.params.top_k), max_points=int(n), device=device,
-                                 seed=int(v["seed"]), identity=identity)
-        summary.append({"max_points": int(n), "n": int(len(df))})
-        log.info("points sweep: max_points=%d: %d rows", n, len(df))
-    return summary

@@ -18,6 +18,7 @@ from rhosym import inputs
 from rhosym import loaders as L
 from rhosym.registry import TASKS
 from rhosym.runtime import autocast, forward, pick_device, to_device
+from rhosym.settings import TrainParams, section
 
 log = logging.getLogger("rhosym.infer")
 
@@ -110,9 +111,9 @@ def predict_split(checkpoint, stores, manifest, split_table, split: str = "test"
                           max_points=points)
     ds = L.StoreDataset(items, source, meta["features"], meta.get("norm"), max_points=points, seed=seed,
                         transform=transform)
-    cfg = meta.get("train_config") or {}
-    budget = batch_budget or cfg.get("batch_budget", 200_000)
-    sampler = L.BudgetBatchSampler(items.size, budget, max_batch_size or cfg.get("max_batch_size", 32), shuffle=False)
+    cfg = section(TrainParams, meta.get("train_config"))  # an older checkpoint's extra keys are ignored
+    sampler = L.BudgetBatchSampler(items.size, batch_budget or cfg.batch_budget, max_batch_size or cfg.max_batch_size,
+                                   shuffle=False)
     # regression targets pass through unscaled: y_true is reported in physical units
     collate = L.Collate(reg.collate, meta["model"], True)
     loader = DataLoader(ds, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers,
@@ -123,7 +124,7 @@ def predict_split(checkpoint, stores, manifest, split_table, split: str = "test"
     with torch.no_grad():
         for batch, _, bid in loader:
             batch = to_device(batch, dev)
-            with autocast(dev, cfg):
+            with autocast(dev, cfg.amp, cfg.amp_dtype):
                 o = forward(model, batch, False).float().cpu()
             for a, dec in decode_outputs(o, meta, top_k).items():
                 rows[a]["id"].extend(bid)
@@ -163,12 +164,25 @@ def predict_split(checkpoint, stores, manifest, split_table, split: str = "test"
         frames.append(df)
     df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=PREDICTION_COLUMNS)
     if out is not None:
-        from rhosym.store import atomic_file
+        from rhosym.store import write_parquet
 
-        # <out>.tmp-<pid>, renamed when complete: a killed job leaves no `out` (rhosym.store)
-        with atomic_file(out) as tmp:
-            df.to_parquet(tmp, index=False)
+        write_parquet(df, out)  # <out>.tmp-<pid>, renamed when complete: a killed job leaves no `out`
     return df
+
+
+def predict_sweep(checkpoint, stores, manifest, split_table, outs: list[str], max_points: list[int], top_k: int = 5,
+                  device: str = "auto", seed: int = 0, identity: dict | None = None) -> list[dict]:
+    """ONE trained checkpoint on the test split once per ``max_points`` value (loaded once; an
+    inference-time sweep, not a retraining per size): each structure is cut to at most N points (its fixed
+    subset). ``outs[i]`` receives the predictions for ``max_points[i]`` (the ``predict_sweep`` rule)."""
+    loaded = load_checkpoint(checkpoint, device)
+    summary = []
+    for out, n in zip(outs, max_points):
+        df = predict_split(loaded, stores, manifest, split_table, split="test", out=out, top_k=top_k,
+                           max_points=int(n), device=device, seed=seed, identity=identity)
+        summary.append({"max_points": int(n), "n": int(len(df))})
+        log.info("points sweep: max_points=%d: %d rows", n, len(df))
+    return summary
 
 
 def prepare_sample(sample: dict, meta: dict) -> dict:
@@ -195,19 +209,3 @@ def predict_samples(model, meta: dict, samples: list[dict], top_k: int = 5, regi
         o = forward(model, batch, False).float().cpu()
     dec = decode_outputs(o, meta, top_k)
     return [{a: {k: v[i] for k, v in d.items()} for a, d in dec.items()} for i in range(len(prepared))]
-
-
-def run_predict_rule(smk) -> pd.DataFrame:
-    """The ``predict_test`` rule (``smk``: the script's ``snakemake`` object)."""
-    from rhosym import layout
-    from rhosym.settings import parse_config
-
-    w = smk.wildcards
-    v = layout.parse_variant(w.variant)
-    cfg = parse_config(dict(smk.config))
-    identity = {"dataset": w.ds, "variant": w.variant, "group": layout.group_of(w.variant), "split": v["split"],
-                "trained_on": v["source"] or w.ds}
-    return predict_split(smk.input.checkpoint, list(smk.input.stores), smk.input.manifest, smk.input.split,
-                         split="test", out=smk.output[0], top_k=int(smk.params.top_k),
-                         device=cfg.train_resource(w.model, "device"), seed=int(v["seed"]),
-                         transform=dict(smk.params.evaluate), identity=identity)

@@ -60,9 +60,8 @@ def progress(iterable: Iterable, desc: str, total: int | None = None, logger: lo
 
 
 @contextmanager
-def snakemake_logging(snakemake_obj):
-    """Context manager for ``workflow/scripts``: log to ``snakemake.log[0]``."""
-    log_file = snakemake_obj.log[0] if len(snakemake_obj.log) else None
+def job_logging(log_file: str | None):
+    """Context manager for ``workflow/scripts``: log to the job's log file (``snakemake.log[0]``)."""
     logger = setup_logging(log_file)
     try:
         yield logger

@@ -1,7 +1,7 @@
 """Robustness to experimental-like density: trained models on perturbed test inputs (rules robust_eval
 and robustness, figure figRobust).
 
-For one trained experiment, :func:`run_robust_eval` takes the data set's common test set (the ids every
+For one trained experiment, :func:`evaluate_perturbed` (rule ``robust_eval``) takes the data set's common test set (the ids every
 compared model has; ``metrics/common_test_ids.csv``; a seeded subset of at most
 ``robustness.max_structures``), rebuilds each structure's input from its ingest row exactly as the
 training input was made (rhosym.predict's settings from the checkpoint) and applies each perturbation
@@ -130,30 +130,6 @@ def evaluate_perturbed(checkpoint: str, manifest, split_table, ingest_paths, com
     log.info("%s: %d structures, %d perturbations, %d rows, %d structures failed", checkpoint, len(ids), len(names),
              len(out), n_fail)
     return pd.DataFrame(out, columns=cols)
-
-
-def run_robust_eval(smk) -> pd.DataFrame:
-    """The ``robust_eval`` rule."""
-    from rhosym import layout
-    from rhosym.settings import parse_config
-
-    w = smk.wildcards
-    v = layout.parse_variant(w.variant)
-    cfg = parse_config(dict(smk.config))
-    r = dict(smk.params.robustness)
-    identity = {"dataset": w.ds, "variant": w.variant, "group": layout.group_of(w.variant), "split": v["split"],
-                "augmented": bool(v["robust"])}
-    df = evaluate_perturbed(smk.input.checkpoint, smk.input.manifest, smk.input.split, list(smk.input.ingest),
-                            smk.input.common, list(r["perturbations"]), dict(r.get("levels") or {}),
-                            int(r["max_structures"]), int(smk.params.seed), cfg.train_resource(w.model, "device"),
-                            identity)
-    from rhosym.store import atomic_file
-
-    out = Path(smk.output[0])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_file(out) as tmp:
-        df.to_parquet(tmp, index=False)
-    return df
 
 
 def robustness_table(frames: list[pd.DataFrame], bootstrap: int = 1000, confidence: float = 0.95) -> pd.DataFrame:

@@ -26,12 +26,12 @@ def to_device(batch, device):
     return batch
 
 
-def autocast(device, cfg: dict):
-    """Mixed precision on CUDA when ``cfg['amp']`` (fp16 or bf16); a no-op context on the CPU."""
+def autocast(device, amp: bool, amp_dtype: str = "fp16"):
+    """Mixed precision on CUDA when ``amp`` (``amp_dtype`` fp16 or bf16); a no-op context on the CPU."""
     import torch
 
-    enabled = bool(cfg.get("amp")) and device.type == "cuda"
-    dtype = torch.bfloat16 if str(cfg.get("amp_dtype", "fp16")) == "bf16" else torch.float16
+    enabled = bool(amp) and device.type == "cuda"
+    dtype = torch.bfloat16 if str(amp_dtype) == "bf16" else torch.float16
     return torch.autocast(device_type=device.type, dtype=dtype, enabled=enabled)
 
 

@@ -22,16 +22,48 @@ from __future__ import annotations
 
 import difflib
 import typing
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from rhosym import registry as R
 from rhosym.registry import Strict
 
-ModelName = Literal[tuple(R.STUDY_MODELS)]  # type: ignore[valid-type]
-TaskName = Literal[tuple(R.TASKS)]  # type: ignore[valid-type]
-SamplingName = Literal[tuple(R.SAMPLINGS)]  # type: ignore[valid-type]
+
+class Registered:
+    """Marks a name that must be one of ``names()`` (read from the registry when a config is parsed)."""
+
+    def __init__(self, what: str, names: Callable[[], tuple]):
+        self.what, self.names = what, names
+
+    def check(self, v: str) -> str:
+        valid = self.names()
+        if v not in valid:
+            raise ValueError(f"unknown {self.what} {v!r}{_suggest(v, valid)}")
+        return v
+
+
+def registered(what: str, names: Callable[[], tuple]) -> Any:
+    """A name that must be one of ``names()``, read from the registry when a config is parsed (a model a
+    plugin registers later is valid without reloading this module); the schema lists today's names."""
+    r = Registered(what, names)
+    return Annotated[str, r, AfterValidator(r.check),
+                     Field(json_schema_extra=lambda s: s.update(enum=list(names())))]
+
+
+ModelName = registered("model", lambda: R.STUDY_MODELS)
+DensityModelName = registered("density model", lambda: R.DENSITY_MODELS)
+TaskName = registered("task", lambda: tuple(R.TASKS))
+SamplingName = registered("sampling", lambda: R.SAMPLINGS)
 CellName = Literal[tuple(R.CELLS)]  # type: ignore[valid-type]
 SplitRule = Literal[tuple(R.SPLIT_RULES)]  # type: ignore[valid-type]
 KindName = Literal[tuple(R.DATASET_KINDS)]  # type: ignore[valid-type]
@@ -337,6 +369,36 @@ class ModelTrain(_TrainOverride):  # type: ignore[misc, valid-type]
     regression: _TrainOverride | None = None  # type: ignore[valid-type]
 
 
+#: the result-affecting train keys: what reaches a training job's params and its checkpoint
+PARAM_KEYS = tuple(k for k in TrainSettings.model_fields if k not in RESOURCE_KEYS + ("resume", "top_k", "seeds",
+                                                                                       "models"))
+_TrainParamsBase = create_model(
+    "_TrainParamsBase", __base__=Strict,
+    **{k: (TrainSettings.model_fields[k].annotation, TrainSettings.model_fields[k]) for k in PARAM_KEYS},
+    model=(dict, Field({}, description="The architecture (rhosym.registry.MODELS[...].config), resolved.")))
+
+
+class TrainParams(_TrainParamsBase):  # type: ignore[misc, valid-type]
+    """The result-affecting settings of one training job, resolved once (:func:`train_params`): the
+    defaults above, the model's protocol, then your keys. What the trainer reads, the train rule's
+    ``params`` (as a dict) and the checkpoint's ``train_config``."""
+
+
+def train_params(model: str, task: str, given: dict | None = None, validate_model: bool = True) -> TrainParams:
+    """The one merge of training settings: defaults < the model's protocol (rhosym.registry) < ``given``
+    (a partial dict of train keys and ``model``; resource keys are dropped, unknown keys are errors)."""
+    out = TrainSettings().model_dump(include=set(PARAM_KEYS))
+    if model in R.MODELS:
+        out.update(R.MODELS[model].protocol(R.TASKS[task].kind))
+    drop = RESOURCE_KEYS + ("resume", "top_k", "seeds", "models")
+    out.update({k: v for k, v in (given or {}).items() if v is not None and k not in drop})
+    arch = dict(out.get("model") or {})
+    if model in R.MODELS and validate_model:
+        arch = R.MODELS[model].config.model_validate(arch).model_dump()
+    out["model"] = arch
+    return TrainParams.model_validate(out)
+
+
 class EvaluateSettings(Strict):
     """Test-split metrics (rule metrics)."""
 
@@ -353,8 +415,7 @@ class FiguresSettings(Strict):
     features: Literal[1, 4] = Field(1, description="Density feature set shown in fig3/fig4 (tables show both).")
     points_sweep: list[int] = Field([1000, 2000, 5000, 10000, 20000], description="figS8_sweep: max_points at "
                                     "inference of one trained model (empty: no sweep).")
-    points_sweep_models: list[Literal[tuple(R.DENSITY_MODELS)]] = Field(  # type: ignore[valid-type]
-        list(R.DENSITY_MODELS), description="Density models swept.")
+    points_sweep_models: list[DensityModelName] = Field(list(R.DENSITY_MODELS), description="Density models swept.")
     points_sweep_tasks: list[Literal[tuple(R.CLASS_TASKS) + ("symmetry",)]] = Field(  # type: ignore[valid-type]
         list(R.CLASS_TASKS) + ["symmetry"], description="Trained tasks swept.")
 
@@ -461,37 +522,36 @@ class Config(Strict):
 
     # ------------------------------------------------------------------------------------- training
     def train_resolved(self, model: str, task: str) -> dict:
-        """Every train key for (model, task): defaults < model protocol < your train keys < your
-        train.models.<model> keys < its classification/regression block. Without ``models``."""
+        """Every result-affecting train key for (model, task), as a dict: defaults < model protocol < your
+        train keys < your train.models.<model> keys < its classification/regression block."""
+        return self.train_params(model, task).model_dump()
+
+    def train_params(self, model: str, task: str, robust: bool = False) -> TrainParams:
+        """The typed training settings of a job (:func:`train_params` of your keys); ``robust`` adds the
+        robustness augmentations (robustness.train_augment)."""
         kind = "regression" if R.TASKS[task].regression else "classification"
         t = self.train
-        out = t.model_dump(exclude={"models"})
-        out.update(R.MODELS[model].protocol(R.TASKS[task].kind))
-        out.update({k: v for k, v in t.model_dump(exclude={"models"}).items()
-                    if k in t.model_fields_set})
+        given = {k: getattr(t, k) for k in t.model_fields_set if k in PARAM_KEYS}
+        augment = t.augment.model_dump()
         block = t.models.get(model)
-        arch = {}
+        arch: dict = {}
         if block is not None:
             for layer in (block, getattr(block, kind)):
                 if layer is None:
                     continue
                 for k in layer.model_fields_set:
-                    if k in ("model", "classification", "regression"):
+                    if k not in PARAM_KEYS:
                         continue
                     v = getattr(layer, k)
-                    out[k] = {**out[k], **v.model_dump(exclude_unset=True)} if isinstance(v, BaseModel) else v
+                    if k == "augment":
+                        augment.update(v.model_dump(exclude_unset=True))
+                    else:
+                        given[k] = v
                 arch.update(layer.model or {})
-        out["augment"] = dict(out["augment"]) if not isinstance(out["augment"], dict) else out["augment"]
-        out["model"] = R.MODELS[model].config.model_validate(arch).model_dump()
-        return out
-
-    def train_params(self, model: str, task: str, robust: bool = False) -> dict:
-        """The result-affecting training settings (the ``params`` of train_model); ``robust`` adds the
-        robustness augmentations (robustness.train_augment)."""
-        r = self.train_resolved(model, task)
         if robust:
-            r["augment"] = {**r["augment"], **self.robustness.train_augment.model_dump()}
-        return {k: v for k, v in r.items() if k not in RESOURCE_KEYS + ("resume", "top_k", "seeds")}
+            augment.update(self.robustness.train_augment.model_dump())
+        given.update(augment=augment, model=arch)
+        return train_params(model, task, given)
 
     def train_resource(self, model: str, key: str):
         """A job resource (threads, mem_mb, runtime, gpus, device, num_workers) of a model's jobs."""
@@ -648,7 +708,7 @@ SECTIONS = {
 }
 
 
-__all__ = ["ConfigError", "Config", "parse_config", "unknown_keys", "layered", "apply_standalone", "merge",
+__all__ = ["ConfigError", "Config", "parse_config", "TrainParams", "train_params", "PARAM_KEYS", "unknown_keys", "layered", "apply_standalone", "merge",
            "json_schema", "SECTIONS", "RESOURCE_KEYS", "RESUME_FREE_KEYS", *[c.__name__ for c in SECTIONS.values()],
            "DatasetSettings", "ExperimentBlock", "ModelTrain", "AugmentSettings", "ColumnsSettings"]
 

@@ -331,3 +331,10 @@ def store_bytes(path: str | Path) -> int:
     for root, _dirs, files in os.walk(path):
         total += sum(os.path.getsize(os.path.join(root, f)) for f in files)
     return total
+
+
+def write_parquet(df, path: str | Path) -> None:
+    """``df`` written to ``path`` atomically (a killed job leaves no ``path``), folders made."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(path) as tmp:
+        df.to_parquet(tmp, index=False)

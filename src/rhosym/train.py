@@ -29,8 +29,9 @@ import pandas as pd
 from rhosym import checkpoint as C
 from rhosym import loaders as L
 from rhosym.logs import progress
-from rhosym.registry import MODELS, TASKS
+from rhosym.registry import TASKS
 from rhosym.runtime import autocast, forward, peak_memory_mb, pick_device, to_device
+from rhosym.settings import TrainParams
 
 log = logging.getLogger("rhosym.train")
 
@@ -40,9 +41,11 @@ HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_metric", "metric", "l
 
 @dataclass
 class TrainJob:
-    """Everything one training run needs. ``cfg``: the result-affecting training settings
-    (``rhosym.settings.Config.train_params``; missing keys take the model's protocol and the defaults);
-    the last group of fields are job resources that never change the result."""
+    """Everything one training run needs, typed. ``cfg``: the result-affecting training settings
+    (:class:`rhosym.settings.TrainParams`, resolved once by ``Config.train_params``; a partial dict is
+    resolved here by the same :func:`rhosym.settings.train_params`); the last group of fields are job
+    resources that never change the result. :meth:`to_json` / :meth:`from_json` serialize a job, so
+    that ``rhosym train JOB.json`` runs it outside Snakemake (a launcher of several processes starts that)."""
 
     model: str
     task: str
@@ -53,7 +56,7 @@ class TrainJob:
     out_dir: str | Path
     features: int = 1
     points: int = 0
-    cfg: dict = field(default_factory=dict)
+    cfg: object = None  # TrainParams (or a partial dict of train keys)
     seed: int = 0
     dataset: str = ""
     split_rule: str = ""
@@ -67,21 +70,42 @@ class TrainJob:
     cache_mb: int = 4000
     registry: object = None  # tests pass a stand-in (build_model, collate, INPUT_KIND)
 
+    def __post_init__(self):
+        from rhosym.settings import train_params
 
-def resolve_cfg(model: str, task: str, cfg: dict | None, validate_model: bool = True) -> dict:
-    """Training defaults < the model's protocol < ``cfg`` (architecture and augment validated)."""
-    from rhosym.settings import AugmentSettings, TrainSettings
+        if not isinstance(self.cfg, TrainParams):
+            self.cfg = train_params(self.model, self.task, dict(self.cfg or {}), validate_model=self.registry is None)
 
-    out = TrainSettings().model_dump(exclude={"models"})
-    if model in MODELS:
-        out.update(MODELS[model].protocol(TASKS[task].kind))
-    given = {k: v for k, v in (cfg or {}).items() if v is not None and k != "models"}
-    out.update(given)
-    out["augment"] = AugmentSettings.model_validate(out.get("augment") or {}).model_dump()
-    out["model"] = dict(out.get("model") or {})
-    if model in MODELS and validate_model:
-        out["model"] = MODELS[model].config.model_validate(dict(out.get("model") or {})).model_dump()
-    return out
+    def to_json(self, path: str | Path) -> None:
+        """Write the job as JSON (paths only: a job made with DataFrames cannot be serialized)."""
+        from rhosym.store import atomic_file
+
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k not in ("registry", "cfg")}
+        for k in ("manifest", "split"):
+            if not isinstance(d[k], str | Path):
+                raise ValueError(f"a job with an in-memory {k} cannot be written as JSON")
+        d.update(out_dir=str(self.out_dir), manifest=str(self.manifest), split=str(self.split),
+                 stores=[str(p) for p in self.stores], cfg=self.cfg.model_dump(), format=JOB_FORMAT)
+        with atomic_file(path) as tmp:
+            Path(tmp).write_text(json.dumps(d, indent=1, default=str))
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> TrainJob:
+        """A job written by :meth:`to_json`; ValueError (one line) for anything else."""
+        try:
+            d = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{path}: not a training job file ({' '.join(str(exc).split())})") from None
+        if not isinstance(d, dict) or d.pop("format", None) != JOB_FORMAT:
+            raise ValueError(f"{path}: not a training job file of format {JOB_FORMAT}")
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"{path}: unknown job keys {sorted(unknown)}")
+        d["cfg"] = TrainParams.model_validate(d.get("cfg") or {})
+        return cls(**d)
+
+
+JOB_FORMAT = 1
 
 
 def _registry(job: TrainJob):
@@ -127,11 +151,10 @@ class TrainData:
         return self.kind == "regression"
 
 
-def prepare_data(job: TrainJob, cfg: dict, pretrained: dict | None = None) -> TrainData:
+def prepare_data(job: TrainJob, cfg: TrainParams, pretrained: dict | None = None) -> TrainData:
     """Train and val datasets, label maps, normalization and target scaling (all from TRAIN only; a
     fine-tuned network keeps its pretrained normalization)."""
     from rhosym import inputs
-    from rhosym.settings import AugmentSettings
 
     source = inputs.kind(_registry(job).INPUT_KIND[job.model])
     kind = TASKS[job.task].kind
@@ -144,7 +167,7 @@ def prepare_data(job: TrainJob, cfg: dict, pretrained: dict | None = None) -> Tr
     if len(items["train"]) == 0:
         raise ValueError(f"no training structures for {job.model}/{job.task}: every one is missing from the "
                          f"stores or has no label ({items['train'].skipped})")
-    augment = AugmentSettings.model_validate(cfg.get("augment") or {})
+    augment = cfg.augment
     datasets = {
         "train": L.StoreDataset(items["train"], source, job.features, max_points=job.points, seed=job.seed,
                                 augment=augment, cache_mb=job.cache_mb),
@@ -158,55 +181,55 @@ def prepare_data(job: TrainJob, cfg: dict, pretrained: dict | None = None) -> Tr
         if kind == "regression":
             yt = np.asarray(items["train"].y)
             target = {"mean": float(yt.mean()), "std": float(yt.std()) if yt.std() > 0 else 1.0}
-        norm = datasets["train"].fit_norm(cfg["norm_max_structures"], job.seed)
+        norm = datasets["train"].fit_norm(cfg.norm_max_structures, job.seed)
     for d in datasets.values():
         d.norm = norm
     in_features = source.in_features(job.features, datasets["train"][0]["sample"])
     return TrainData(source, kind, items, datasets, norm, target, in_features)
 
 
-def make_loader(dataset, sizes, collate, cfg: dict, shuffle: bool, seed: int, device, num_workers: int = 0):
+def make_loader(dataset, sizes, collate, cfg: TrainParams, shuffle: bool, seed: int, device, num_workers: int = 0):
     import torch
     from torch.utils.data import DataLoader
 
-    sampler = L.BudgetBatchSampler(sizes, cfg["batch_budget"], cfg["max_batch_size"], shuffle=shuffle, seed=seed)
+    sampler = L.BudgetBatchSampler(sizes, cfg.batch_budget, cfg.max_batch_size, shuffle=shuffle, seed=seed)
     loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=int(num_workers),
                         worker_init_fn=L.seed_worker, generator=torch.Generator().manual_seed(seed),
                         persistent_workers=False, pin_memory=device.type == "cuda")
     return loader, sampler
 
 
-def build_network(job: TrainJob, cfg: dict, data: TrainData, device, pretrained: dict | None = None):
+def build_network(job: TrainJob, cfg: TrainParams, data: TrainData, device, pretrained: dict | None = None):
     """The network of the job, on ``device``; a fine-tuned job starts from the pretrained weights."""
     reg = _registry(job)
-    model = reg.build_model(job.model, TASKS[job.task].n_out, data.regression, data.in_features, cfg["model"])
+    model = reg.build_model(job.model, TASKS[job.task].n_out, data.regression, data.in_features, cfg.model)
     if pretrained is not None:
         model.load_state_dict(pretrained["state_dict"], strict=True)
         log.info("initialized from %s (%s)", job.pretrained, job.pretrained_from)
     return model.to(device)
 
 
-def make_optimizer(model, cfg: dict):
+def make_optimizer(model, cfg: TrainParams):
     import torch
 
-    if cfg["optimizer"] == "adamw":
-        return torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
-    if cfg["optimizer"] == "adam":
-        return torch.optim.Adam(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
-    raise ValueError(f"unknown optimizer {cfg['optimizer']!r}")
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
 
 
-def make_scheduler(opt, cfg: dict):
+def make_scheduler(opt, cfg: TrainParams):
     import torch
 
-    if cfg["scheduler"] == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(int(cfg["epochs"]), 1))
-    if cfg["scheduler"] == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=cfg["plateau_factor"],
-                                                          patience=cfg["plateau_patience"])
-    if cfg["scheduler"] == "none":
+    if cfg.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(int(cfg.epochs), 1))
+    if cfg.scheduler == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=cfg.plateau_factor,
+                                                          patience=cfg.plateau_patience)
+    if cfg.scheduler == "none":
         return torch.optim.lr_scheduler.LambdaLR(opt, lambda _e: 1.0)
-    raise ValueError(f"unknown scheduler {cfg['scheduler']!r}")
+    raise ValueError(f"unknown scheduler {cfg.scheduler!r}")
 
 
 def class_weight_vector(y: np.ndarray, n_classes: int) -> np.ndarray:
@@ -218,7 +241,7 @@ def class_weight_vector(y: np.ndarray, n_classes: int) -> np.ndarray:
     return w
 
 
-def make_criterion(job: TrainJob, cfg: dict, data: TrainData, device):
+def make_criterion(job: TrainJob, cfg: TrainParams, data: TrainData, device):
     import torch
 
     if data.kind == "regression":
@@ -226,12 +249,12 @@ def make_criterion(job: TrainJob, cfg: dict, data: TrainData, device):
     if data.kind == "joint":
         from rhosym.hierarchy import JointLoss
 
-        return JointLoss(device, cfg["label_smoothing"])
+        return JointLoss(device, cfg.label_smoothing)
     weight = None
-    if cfg["class_weights"]:
+    if cfg.class_weights:
         w = class_weight_vector(np.asarray(data.items["train"].y), TASKS[job.task].n_out)
         weight = torch.as_tensor(w, dtype=torch.float32, device=device)
-    return torch.nn.CrossEntropyLoss(weight=weight, label_smoothing=float(cfg["label_smoothing"]))
+    return torch.nn.CrossEntropyLoss(weight=weight, label_smoothing=float(cfg.label_smoothing))
 
 
 def metric(out, y, kind: str, y_std: float) -> float:
@@ -257,7 +280,7 @@ def better(a: float, b: float | None, regression: bool) -> bool:
     return a < b if regression else a > b
 
 
-def evaluate(model, loader, device, cfg: dict, regression: bool, criterion=None):
+def evaluate(model, loader, device, cfg: TrainParams, regression: bool, criterion=None):
     """Loss (when ``criterion`` is given), raw outputs (float32, CPU), labels and ids over ``loader``."""
     import torch
 
@@ -267,7 +290,7 @@ def evaluate(model, loader, device, cfg: dict, regression: bool, criterion=None)
     with torch.no_grad():
         for batch, y, bid in loader:
             batch, y = to_device(batch, device), y.to(device)
-            with autocast(device, cfg):
+            with autocast(device, cfg.amp, cfg.amp_dtype):
                 out = forward(model, batch, regression)
             if criterion is not None:
                 loss_sum += float(criterion(out, y)) * len(y)
@@ -367,8 +390,8 @@ def run_epochs(job, cfg, data, model, loaders, opt, sched, scaler, criterion, de
 
     regression = data.regression
     y_std = (data.target or {"std": 1.0})["std"]
-    accumulate = max(1, int(cfg.get("accumulate", 1)))
-    for epoch in range(st.epoch + 1, int(cfg["epochs"]) + 1):
+    accumulate = max(1, int(cfg.accumulate))
+    for epoch in range(st.epoch + 1, int(cfg.epochs) + 1):
         if st.stopped_early:
             break
         t0 = time.time()
@@ -384,14 +407,14 @@ def run_epochs(job, cfg, data, model, loaders, opt, sched, scaler, criterion, de
         n_batches = len(train_sampler)
         for step, (batch, y, _) in enumerate(progress(train_loader, desc=f"epoch {epoch}", total=n_batches), 1):
             batch, y = to_device(batch, device), y.to(device)
-            with autocast(device, cfg):
+            with autocast(device, cfg.amp, cfg.amp_dtype):
                 out = forward(model, batch, regression)
             loss = criterion(out, y)
             scaler.scale(loss / accumulate).backward()
             if step % accumulate == 0 or step == n_batches:
-                if cfg["grad_clip"]:
+                if cfg.grad_clip:
                     scaler.unscale_(opt)
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), float(cfg["grad_clip"]))
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), float(cfg.grad_clip))
                 scaler.step(opt)
                 scaler.update()
                 opt.zero_grad(set_to_none=True)
@@ -400,7 +423,7 @@ def run_epochs(job, cfg, data, model, loaders, opt, sched, scaler, criterion, de
         train_seconds = time.time() - t0
         val_loss, out, yv, _ = evaluate(model, loaders["val"][0], device, cfg, regression, criterion)
         val_metric = metric(out, yv, data.kind, y_std)
-        if cfg["scheduler"] == "plateau":
+        if cfg.scheduler == "plateau":
             sched.step(val_loss if np.isfinite(val_loss) else loss_sum / max(n_seen, 1))
         else:
             sched.step()
@@ -416,7 +439,7 @@ def run_epochs(job, cfg, data, model, loaders, opt, sched, scaler, criterion, de
             st.best_epoch, st.bad_epochs = epoch, 0
         else:
             st.bad_epochs += 1
-        if cfg["patience"] and st.bad_epochs >= int(cfg["patience"]):
+        if cfg.patience and st.bad_epochs >= int(cfg.patience):
             st.stopped_early = True
             log.info("early stop after epoch %d: no better val %s for %d epochs", epoch, row["metric"], st.bad_epochs)
         log.info("epoch %d: train loss %.4f, val loss %.4f, val %s %.4f, lr %.2e, %.1f s, %.1f samples/s, "
@@ -448,7 +471,7 @@ def train(job: TrainJob) -> dict:
 
     if job.threads:
         torch.set_num_threads(int(job.threads))
-    cfg = resolve_cfg(job.model, job.task, job.cfg, validate_model=job.registry is None)
+    cfg = job.cfg
     Path(job.out_dir).mkdir(parents=True, exist_ok=True)
     device = pick_device(job.device)
     seed_everything(job.seed)
@@ -463,18 +486,18 @@ def train(job: TrainJob) -> dict:
     model = build_network(job, cfg, data, device, pretrained)
     opt = make_optimizer(model, cfg)
     sched = make_scheduler(opt, cfg)
-    use_amp = bool(cfg["amp"]) and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and cfg["amp_dtype"] != "bf16")
+    use_amp = bool(cfg.amp) and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and cfg.amp_dtype != "bf16")
     criterion = make_criterion(job, cfg, data, device)
     meta = C.CheckpointMeta(
         dataset=job.dataset, model=job.model, task=job.task, regression=data.regression,
         n_out=TASKS[job.task].n_out, label_values=L.label_values(job.task), input=job.input,
         input_kind=data.input.name, features=int(job.features), in_features=data.in_features,
-        model_cfg=cfg["model"], answers=list(TASKS[job.task].answers or (job.task,)), points=int(job.points),
+        model_cfg=cfg.model, answers=list(TASKS[job.task].answers or (job.task,)), points=int(job.points),
         split=job.split_rule, seed=int(job.seed), pretrained=job.pretrained_from,
         input_store=data.input.store_meta(job.stores[0]) if job.stores else {}, provenance=dict(job.provenance),
         norm=data.norm, target=data.target,
-        train_config=cfg, n_train=len(data.items["train"]), n_val=len(data.items["val"]),
+        train_config=cfg.model_dump(), n_train=len(data.items["train"]), n_val=len(data.items["val"]),
         skipped={s: data.items[s].skipped for s in data.items}, rhosym_version=__version__)
     meta.resume_key = resume_key(meta, {s: list(data.items[s].ids) for s in ("train", "val")},
                                  pretrained["meta"].resume_key if pretrained else "")
@@ -484,7 +507,7 @@ def train(job: TrainJob) -> dict:
     n_params = sum(p.numel() for p in model.parameters())
     log.info("%s/%s (%s, f%d%s) on %s: %d train, %d val, %d parameters, epochs %d..%d", job.model, job.task,
              job.input, job.features, f", {job.points} points" if job.points else "", device, meta.n_train,
-             meta.n_val, n_params, st.epoch + 1, cfg["epochs"])
+             meta.n_val, n_params, st.epoch + 1, cfg.epochs)
     st = run_epochs(job, cfg, data, model, loaders, opt, sched, scaler, criterion, device, meta, st)
     finish(job, meta, st)
     summary = {"best_epoch": st.best_epoch, "best_metric": st.best_metric, "epochs_run": len(st.history),
@@ -492,23 +515,3 @@ def train(job: TrainJob) -> dict:
     log.info("done: best val %s %s at epoch %d", "mae" if data.regression else "accuracy", st.best_metric,
              st.best_epoch)
     return summary
-
-
-def run_train_rule(smk) -> dict:
-    """The ``train_model`` rule (``smk``: the ``snakemake`` object of the script); resources are read from
-    the config, not from params, so that changing them never reruns a job."""
-    from rhosym import layout
-    from rhosym.settings import parse_config
-
-    w = smk.wildcards
-    v = layout.parse_variant(w.variant)
-    cfg = parse_config(dict(smk.config))
-    job = TrainJob(
-        model=w.model, task=w.task, input=v["input"], features=v["features"], points=v["points"],
-        stores=list(smk.input.stores), manifest=smk.input.manifest, split=smk.input.split,
-        out_dir=Path(smk.output.checkpoint).parent, cfg=dict(smk.params.train), seed=v["seed"], dataset=w.ds,
-        split_rule=v["split"], pretrained=(list(smk.input.pretrained) or [None])[0], pretrained_from=v["pretrained"],
-        provenance=dict(smk.params.provenance),
-        device=cfg.train_resource(w.model, "device"), num_workers=cfg.train_resource(w.model, "num_workers"),
-        threads=int(smk.threads), resume=cfg.train.resume, cache_mb=cfg.train_resource(w.model, "cache_mb"))
-    return train(job)

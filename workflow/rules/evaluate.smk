@@ -50,6 +50,7 @@ rule predict_sweep:
     threads: 1
     resources:
         mem_mb=lambda w: S.train_resource(w.model, "mem_mb"),
+        device=lambda w: S.train_resource(w.model, "device"),
         runtime=30 + 10 * len(S.figures.points_sweep),
     conda:
         "../../envs/rhosym.yaml"

@@ -31,6 +31,7 @@ rule robust_eval:
     threads: 1
     resources:
         mem_mb=lambda w: S.train_resource(w.model, "mem_mb"),
+        device=lambda w: S.train_resource(w.model, "device"),
         runtime=120,
     conda:
         "../../envs/rhosym.yaml"

@@ -1,8 +1,8 @@
 # Stage 'train': one training job per experiment (data set, model, task, variant = input, features,
 # points, split, seed[, pretrained]) and its test-split predictions (also zero-shot on other data sets).
 # Logic in rhosym.train / rhosym.infer. Only result-affecting settings go to params
-# (rhosym.settings.Config.train_params): job resources never trigger a rerun; the scripts read them
-# (device, num_workers, threads) from the config itself.
+# (rhosym.settings.Config.train_params, typed): job resources (threads, memory, device, workers, cache,
+# resume) go through `resources:` only and never trigger a rerun.
 # last.pt (for resuming a killed job) is kept beside checkpoint.pt but not declared: Snakemake would
 # delete it with the outputs of a failed job.
 
@@ -17,9 +17,7 @@ rule train_model:
         checkpoint=wild(L.CHECKPOINT),
         history=wild(L.HISTORY),
     params:
-        train=lambda w: S.train_params(w.model, w.task, L.parse_variant(w.variant)["robust"]),
-        seed=lambda w: L.parse_variant(w.variant)["seed"],
-        points=lambda w: L.parse_variant(w.variant)["points"],
+        train=lambda w: S.train_params(w.model, w.task, L.parse_variant(w.variant)["robust"]).model_dump(),
         provenance=lambda w: {
             "kind": S.datasets[w.ds].kind,
             "cell": S.datasets[w.ds].resolved_cell,
@@ -35,6 +33,10 @@ rule train_model:
         mem_mb=lambda w: S.train_resource(w.model, "mem_mb"),
         runtime=lambda w: S.train_resource(w.model, "runtime"),
         gpu=lambda w: S.train_resource(w.model, "gpus"),
+        device=lambda w: S.train_resource(w.model, "device"),
+        num_workers=lambda w: S.train_resource(w.model, "num_workers"),
+        cache_mb=lambda w: S.train_resource(w.model, "cache_mb"),
+        resume=int(S.train.resume),
     conda:
         "../../envs/rhosym.yaml"
     script:
@@ -59,6 +61,7 @@ rule predict_test:
     threads: 1
     resources:
         mem_mb=lambda w: S.train_resource(w.model, "mem_mb"),
+        device=lambda w: S.train_resource(w.model, "device"),
         runtime=60,
     conda:
         "../../envs/rhosym.yaml"

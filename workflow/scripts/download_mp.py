@@ -1,7 +1,7 @@
-from rhosym.logs import snakemake_logging
+from rhosym.logs import job_logging
 from rhosym.mp import download_mp
 
-with snakemake_logging(snakemake):
+with job_logging(snakemake.log[0] if snakemake.log else None):
     result = download_mp(dict(snakemake.params.ds))
     if result["failed"]:
         raise RuntimeError(f"download_mp: {len(result['failed'])} materials failed (see failed.txt); rerun to retry")

@@ -1,6 +1,6 @@
 from rhosym.graphs import run_graphs_shard
-from rhosym.logs import snakemake_logging
+from rhosym.logs import job_logging
 
-with snakemake_logging(snakemake):
+with job_logging(snakemake.log[0] if snakemake.log else None):
     run_graphs_shard(snakemake.input.ingest, snakemake.output.store, snakemake.wildcards.kind,
                      dict(snakemake.params.graphs))

@@ -1,5 +1,5 @@
 from rhosym.ingest import build_manifest
-from rhosym.logs import snakemake_logging
+from rhosym.logs import job_logging
 
-with snakemake_logging(snakemake):
+with job_logging(snakemake.log[0] if snakemake.log else None):
     build_manifest(list(snakemake.input), snakemake.output.manifest, snakemake.output.report)

@@ -1,5 +1,5 @@
 from rhosym.evaluate import run_sweep_table
-from rhosym.logs import snakemake_logging
+from rhosym.logs import job_logging
 
-with snakemake_logging(snakemake):
+with job_logging(snakemake.log[0] if snakemake.log else None):
     run_sweep_table(list(snakemake.input), snakemake.output[0])

@@ -1,5 +1,14 @@
-from rhosym.infer import run_predict_rule
-from rhosym.logs import snakemake_logging
+# A trained checkpoint on the test split of its data set (or, zero-shot, of another).
+from rhosym import layout
+from rhosym.infer import predict_split
+from rhosym.logs import job_logging
 
-with snakemake_logging(snakemake):
-    run_predict_rule(snakemake)
+with job_logging(snakemake.log[0] if snakemake.log else None):
+    w = snakemake.wildcards
+    v = layout.parse_variant(w.variant)
+    identity = {"dataset": w.ds, "variant": w.variant, "group": layout.group_of(w.variant), "split": v["split"],
+                "trained_on": v["source"] or w.ds}
+    predict_split(snakemake.input.checkpoint, list(snakemake.input.stores), snakemake.input.manifest,
+                  snakemake.input.split, split="test", out=snakemake.output[0], top_k=int(snakemake.params.top_k),
+                  device=str(snakemake.resources.device), seed=int(v["seed"]),
+                  transform=dict(snakemake.params.evaluate), identity=identity)

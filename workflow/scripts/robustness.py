@@ -1,5 +1,5 @@
-from rhosym.logs import snakemake_logging
+from rhosym.logs import job_logging
 from rhosym.robustness import run_robustness_table
 
-with snakemake_logging(snakemake):
+with job_logging(snakemake.log[0] if snakemake.log else None):
     run_robustness_table(list(snakemake.input), snakemake.output[0], dict(snakemake.params.evaluate))

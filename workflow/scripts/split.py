@@ -1,6 +1,6 @@
-from rhosym.logs import snakemake_logging
+from rhosym.logs import job_logging
 from rhosym.splits import run_split
 
-with snakemake_logging(snakemake):
+with job_logging(snakemake.log[0] if snakemake.log else None):
     run_split(snakemake.input.manifest, list(snakemake.input.ingest), snakemake.output.split,
               snakemake.output.distribution, dict(snakemake.params.split))

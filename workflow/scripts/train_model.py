@@ -1,5 +1,24 @@
-from rhosym.logs import snakemake_logging
-from rhosym.train import run_train_rule
+# One training job: its typed settings are parsed once here and the job is written beside its checkpoint
+# (job.json: `rhosym train job.json` reruns it outside Snakemake); resources never change the result.
+from pathlib import Path
 
-with snakemake_logging(snakemake):
-    run_train_rule(snakemake)
+from rhosym import layout
+from rhosym.logs import job_logging
+from rhosym.settings import TrainParams
+from rhosym.train import TrainJob, train
+
+with job_logging(snakemake.log[0] if snakemake.log else None):
+    w, r = snakemake.wildcards, snakemake.resources
+    v = layout.parse_variant(w.variant)
+    out_dir = Path(snakemake.output.checkpoint).parent
+    job = TrainJob(
+        model=w.model, task=w.task, input=v["input"], features=v["features"], points=v["points"],
+        stores=list(snakemake.input.stores), manifest=snakemake.input.manifest, split=snakemake.input.split,
+        out_dir=str(out_dir), cfg=TrainParams.model_validate(snakemake.params.train), seed=v["seed"], dataset=w.ds,
+        split_rule=v["split"], pretrained=(list(snakemake.input.pretrained) or [None])[0],
+        pretrained_from=v["pretrained"], provenance=dict(snakemake.params.provenance), device=str(r.device),
+        num_workers=int(r.num_workers), threads=int(snakemake.threads), resume=bool(r.resume),
+        cache_mb=int(r.cache_mb))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    job.to_json(out_dir / "job.json")
+    train(job)

@@ -1,5 +1,5 @@
-from rhosym.logs import snakemake_logging
+from rhosym.logs import job_logging
 from rhosym.xrd import run_xrd_shard
 
-with snakemake_logging(snakemake):
+with job_logging(snakemake.log[0] if snakemake.log else None):
     run_xrd_shard(snakemake.input.ingest, snakemake.output.store, dict(snakemake.params.xrd))

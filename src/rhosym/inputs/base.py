@@ -64,7 +64,8 @@ class InputKind:
     def store_meta(self, path: str) -> dict:
         """Stage-specific attributes of a store (recorded in the checkpoint as ``input_store``)."""
         skip = ("ids", "rejected", "counts", "cells", "n_electrons")
-        return {k: v for k, v in dict(self.open(path).attrs).items() if k not in skip}
+        attrs = dict(getattr(self.open(path), "attrs", None) or {})
+        return {k: v for k, v in attrs.items() if k not in skip}
 
     # ----------------------------------------------------------------------------------- samples
     def size(self, sample: dict) -> int:
