@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rhosym.chgcar import read_chgcar, write_chgcar
+from rhosym.io.chgcar import read_chgcar, write_chgcar
 
 # file: (valence electrons, net moment or None, tolerance on the moment as listed in the README)
 REAL = {
@@ -100,7 +100,7 @@ def test_fixtures_are_readable(repo_root):
 
     fx = repo_root / "tests" / "fixtures" / "mp_tiny"
     from rhosym.density import read_charge_density
-    from rhosym.mp import chgcar_json_ids, read_metadata, resolve_material_id
+    from rhosym.io.mp_json import chgcar_json_ids, read_metadata, resolve_material_id
 
     units = list_units({"kind": "mp_chgcar", "path": str(fx)})
     assert len(units) == 12

@@ -70,7 +70,7 @@ def files(tmp_path_factory):
     """The bad inputs (and the good ones next to them)."""
     from pymatgen.io.vasp import Chgcar
 
-    from rhosym.chgcar import write_chgcar
+    from rhosym.io.chgcar import write_chgcar
 
     d = tmp_path_factory.mktemp("inputs")
     f = {}

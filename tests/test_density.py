@@ -176,8 +176,9 @@ def test_bench_dispatch(monkeypatch, capsys):
 
 
 def test_settings_objects_or_dicts():
-    from rhosym.density import density_of_row, density_path
+    from rhosym.density import density_of_row
     from rhosym.settings import DensitySettings, parse_config
+    from rhosym.workflow import density_path
 
     cfg = parse_config({"datasets": {"syn": {"kind": "synthetic", "n": 2},
                                      "mp": {"kind": "mp_chgcar", "path": "x"}},

@@ -6,7 +6,7 @@ import pytest
 
 from rhosym.cells import density_cell
 from rhosym.density import dense_density, expected_electrons
-from rhosym.structures import read_cif
+from rhosym.io.structures import read_cif
 
 
 @pytest.mark.shared

@@ -219,6 +219,19 @@ def fake_robustness(root: Path, rng_seed: int = 0) -> Path:
     return p
 
 
+def test_figRobust_names_every_line_and_no_nan_units(tmp_path):
+    from rhosym.figures import plot_figRobust
+
+    (tmp_path / "mp" / "metrics").mkdir(parents=True)
+    t = pd.read_csv(fake_robustness(tmp_path))
+    t.loc[t["perturbation"] == "xrd_shift", "unit"] = np.nan
+    fig = plot_figRobust(t, tmp_path / "r.png")
+    labels = [x.get_text() for x in fig.legends[0].get_texts()]
+    assert len(labels) == len(set(labels)) == 4  # two models, plain and robust-augmented, in one legend
+    assert sum("robust-augmented" in lab for lab in labels) == 2
+    assert not any("nan" in ax.get_xlabel() for ax in fig.axes)
+
+
 def _assert_figure(png: Path, pdf: Path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 3_000
     assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 5_000

@@ -123,8 +123,11 @@ def test_graph_shard_store_roundtrip(tmp_path, kind):
     assert store.arrays["edge_index"].dtype == np.int32 and store.arrays["atom_fea"].dtype == np.float32
     assert "disordered" in store.attrs["rejected"]["c"]
     # the trainer's loader reads the same layout
-    loaders = pytest.importorskip("rhosym.loaders")
-    row = loaders.read_row(loaders._open_group(str(out)), 1, kind)
+    from rhosym import inputs
+    from rhosym.inputs.base import ReadOptions
+
+    k = inputs.kind(kind)
+    row = k.read(k.open(str(out)), 1, ReadOptions())
     np.testing.assert_array_equal(row["edge_dist"], ref["edge_dist"])
     # average keeps the disordered one
     counts = graphs.run_graphs_shard(ingest, out, kind, {"disorder": "average"})

@@ -86,7 +86,8 @@ def test_every_registered_kind_implements_the_interface():
         k = inputs.kind(name)
         assert k.name == name
         assert type(k).read is not inputs.InputKind.read and type(k).batch is not inputs.InputKind.batch
-    assert {inputs.of_model(m).name for m in R.STUDY_MODELS} == {"density", "xrd", "cgcnn", "cogn", "lattice"}
+    assert {inputs.of_model(m).name for m in R.STUDY_MODELS} >= {"density", "xrd", "cgcnn", "cogn", "lattice",
+                                                                  "lattice_sym"}
     with pytest.raises(ValueError, match="unknown input kind 'nope'"):
         inputs.kind("nope")
 
@@ -163,3 +164,41 @@ def test_a_bad_job_file_is_one_line(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "rhosym.cli", "train", str(bad)], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 1 and "not a training job file" in proc.stderr
+
+
+@pytest.mark.parametrize(("params", "tight", "loose"), [
+    ((4, 4, 4, 90, 90, 90), "cP", "cP"), ((4, 4, 4.04, 90, 90, 90), "tP", "cP"), ((4, 4, 6, 90, 90, 120), "hP", "hP"),
+    ((5, 5, 5, 60, 60, 60), "cF", "cF"), ((5, 5, 5, 109.4712, 109.4712, 109.4712), "cI", "cI"),
+    ((3, 4, 5, 90, 90, 90), "oP", "oP"), ((3, 4, 5, 90, 100, 90), "mP", "mP"),
+    ((3.5, 4.2, 5.7, 81, 97, 104), "aP", "aP"), ((4.5, 4.5, 4.5, 75, 75, 75), "hR", "hR")])
+def test_metric_symmetry_of_the_lattice_alone(params, tight, loose):
+    from rhosym.inputs.lattice_sym import BRAVAIS, TOLERANCES, bravais, symmetry_features
+
+    assert (bravais(params, TOLERANCES[0]), bravais(params, TOLERANCES[1])) == (tight, loose)
+    f = symmetry_features(params)
+    assert f.sum() == 2 and f[BRAVAIS.index(tight)] == 1 and f[len(BRAVAIS) + BRAVAIS.index(loose)] == 1
+
+
+def test_the_strengthened_control_trains_and_its_features_are_the_lattice_plus_the_metric(tmp_path):
+    from rhosym.inputs.lattice_sym import FEATURES
+
+    man, split = write_manifest_split(tmp_path, 36)
+    shards = write_lattice_shards(tmp_path, man["id"].tolist())
+    job = T.TrainJob(model="lattice_sym", task="crystal_system", input="lattice_sym", stores=shards, manifest=man,
+                     split=split, out_dir=tmp_path / "out", cfg={"epochs": 2, "model": {"hidden": [16]}},
+                     device="cpu")
+    T.train(job)
+    meta = C.load(tmp_path / "out" / "checkpoint.pt")["meta"]
+    assert meta.in_features == len(FEATURES) == 13 + 28 and meta.norm["features"] == list(FEATURES)
+    assert meta.norm["std"][13:] == [1.0] * 28  # the one-hot part is not rescaled
+
+
+@pytest.mark.parametrize("input_name", list(R.INPUTS))
+def test_every_input_names_a_variant_that_parses(input_name):
+    from rhosym import layout as L
+
+    for kw in ({}, {"augment": "shift"}, {"augment": "shiftrot", "test": "shiftrot"}, {"robust": True}):
+        v = L.variant(input_name, 1, "formula", 3, **kw)
+        p = L.parse_variant(v)
+        assert p["input"] == input_name and p["seed"] == 3 and p["augment"] == kw.get("augment", "")
+        assert p["test"] == kw.get("test", "") and p["robust"] == kw.get("robust", False)

@@ -23,6 +23,7 @@ SMALL = {
     "cgcnn": {"atom_fea_len": 16, "h_fea_len": 32},
     "cogn": {"units": 32, "depth": 2, "edge_layers": 2},
     "lattice": {"hidden": [16, 16], "dropout": 0.0},
+    "lattice_sym": {"hidden": [16, 16], "dropout": 0.0},
 }
 
 
@@ -60,10 +61,13 @@ def _in_features(name: str, samples: list[dict]) -> int:
 
 
 def test_registry_contract():
-    assert set(MODELS) == {"sparse_cnn", "pointnet", "xrd_fcn", "cgcnn", "cogn", "lattice"}
+    assert set(MODELS) >= {"sparse_cnn", "pointnet", "xrd_fcn", "cgcnn", "cogn", "lattice", "lattice_sym"}
     assert "dense_cnn" not in MODELS
-    assert INPUT_KIND == {"sparse_cnn": "density", "pointnet": "density", "xrd_fcn": "xrd",
-                          "cgcnn": "cgcnn", "cogn": "cogn", "lattice": "lattice", "dense_cnn": "density"}
+    assert dict(INPUT_KIND) == {"sparse_cnn": "density", "pointnet": "density", "xrd_fcn": "xrd",
+                                "cgcnn": "cgcnn", "cogn": "cogn", "lattice": "lattice", "dense_cnn": "density",
+                                "lattice_sym": "lattice_sym", **{m: INPUT_KIND[m] for m in MODELS if m not in (
+                                    "sparse_cnn", "pointnet", "xrd_fcn", "cgcnn", "cogn", "lattice",
+                                    "lattice_sym")}}
     with pytest.raises(ValueError, match="unknown model"):
         build_model("nope", 2, False, 1)
 
@@ -80,8 +84,8 @@ def test_architecture_block_is_validated():
     # the module reads the resolved dict: defaults of the registry class, then the block
     cg = build_model("cgcnn", 3, False, 16, {"atom_fea_len": 24, "n_conv": 2})
     assert cg.embedding.out_features == 24 and len(cg.convs) == 2 and cg.expand.n == 41
-    assert model_config("lattice", None, False) == {"hidden": [128, 128, 64], "dropout": 0.1}
-    assert model_config("cgcnn", {"n_conv": 2}, True)["n_conv"] == 2
+    assert model_config("lattice", None, False).model_dump() == {"hidden": [128, 128, 64], "dropout": 0.1}
+    assert model_config("cgcnn", {"n_conv": 2}, True).n_conv == 2
 
 
 def test_spconv_shim_patches_every_caller():
@@ -152,11 +156,11 @@ def test_published_sizes():
     assert len(cogn.blocks) == 5 and cogn.expand.n == 32 and float(cogn.expand.centres[-1]) == 8.0
     cg = build_model("cgcnn", 230, False, 92)
     assert cg.expand.n == 41 and len(cg.convs) == 3 and cg.embedding.out_features == 64
-    assert model_config("sparse_cnn", None, False) == {"channels": [128, 128, 256, 512, 1024],
+    assert model_config("sparse_cnn", None, False).model_dump() == {"channels": [128, 128, 256, 512, 1024],
                                                        "blocks": [0, 1, 2, 2, 3], "strides": [1, 2, 2, 2, 2],
                                                        "kernel": 3, "head": [512, 256], "dropout": 0.0}
-    assert model_config("sparse_cnn", None, True)["blocks"] == [0, 2, 3, 4, 3]
-    assert model_config("dense_cnn", None, True)["head"] == [512, 256, 128]
+    assert model_config("sparse_cnn", None, True).blocks == [0, 2, 3, 4, 3]
+    assert model_config("dense_cnn", None, True).head == [512, 256, 128]
     sp = build_model("sparse_cnn", 1, True, 4, {"channels": [8, 8, 8, 8, 1024], "blocks": [0, 0, 0, 0, 1]})
     assert [m.out_features for m in sp.head if isinstance(m, torch.nn.Linear)] == [512, 256, 128, 1]
     assert sum(isinstance(m, torch.nn.BatchNorm1d) for m in sp.head) == 3

@@ -1,4 +1,4 @@
-"""rhosym.mp: MP charge-density JSON (as pymatgen/MP write it), file names, ids, metadata and download_mp."""
+"""rhosym.io.mp_json and rhosym.mp_download: MP charge-density JSON (as pymatgen/MP write it), file names, ids, metadata and download_mp."""
 
 import bz2
 import gzip
@@ -12,8 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rhosym import mp
-from rhosym.chgcar import read_chgcar
+from rhosym import mp_download as mpd
+from rhosym.io import mp_json as mp
+from rhosym.io.chgcar import read_chgcar
 
 CHGCARS = {  # file: (electrons, magnetic moment or None)
     "Li_bcc_nospin_CHGCAR.gz": (1.0, None),
@@ -290,13 +291,13 @@ def test_classify_error():
     class MPRestError(Exception):
         pass
 
-    assert mp.classify_error(ConnectionError("reset")) == "transient"
-    assert mp.classify_error(TimeoutError()) == "transient"
-    assert mp.classify_error(MPRestError("REST query returned with error status code 429 on URL x")) == "transient"
-    assert mp.classify_error(MPRestError("REST query returned with error status code 503")) == "transient"
-    assert mp.classify_error(MPRestError("No object found: s3://materialsproject-parsed/chgcars/x")) == "missing"
-    assert mp.classify_error(KeyError("mp-1")) == "missing"
-    assert mp.classify_error(RuntimeError("bad things")) == "failed"
+    assert mpd.classify_error(ConnectionError("reset")) == "transient"
+    assert mpd.classify_error(TimeoutError()) == "transient"
+    assert mpd.classify_error(MPRestError("REST query returned with error status code 429 on URL x")) == "transient"
+    assert mpd.classify_error(MPRestError("REST query returned with error status code 503")) == "transient"
+    assert mpd.classify_error(MPRestError("No object found: s3://materialsproject-parsed/chgcars/x")) == "missing"
+    assert mpd.classify_error(KeyError("mp-1")) == "missing"
+    assert mpd.classify_error(RuntimeError("bad things")) == "failed"
 
 
 # ----------------------------------------------------------------------------------- download_mp
@@ -369,11 +370,11 @@ def test_download_bounded_concurrency(tmp_path):
     ids = [f"mp-{i}" for i in range(1, 13)]
     tasks = {m: f"mp-{1000 + i}" for i, m in enumerate(ids)}
     fake = _FakeClient({m: _payload(tasks[m]) for m in ids}, tasks, delay=0.05)
-    res = mp.download_mp(_cfg(tmp_path, ids, download_workers=3), client=fake, sleep=lambda s: None)
+    res = mpd.download_mp(_cfg(tmp_path, ids, download_workers=3), client=fake, sleep=lambda s: None)
     assert res["downloaded"] == ids and not res["failed"] and not res["missing"]
     assert 1 < fake.max_active <= 3
     fake2 = _FakeClient({m: _payload(tasks[m]) for m in ids}, tasks, delay=0.02)
-    mp.download_mp(_cfg(tmp_path / "w2", ids), client=fake2, workers=2, sleep=lambda s: None)
+    mpd.download_mp(_cfg(tmp_path / "w2", ids), client=fake2, workers=2, sleep=lambda s: None)
     assert fake2.max_active <= 2
 
 
@@ -381,7 +382,7 @@ def test_download_retries_with_growing_backoff(tmp_path):
     tasks = {"mp-1": "mp-101", "mp-2": "mp-102"}
     fake = _FakeClient({m: _payload(t) for m, t in tasks.items()}, tasks, transient={"mp-1": 3, "mp-2": 99})
     delays: list[float] = []
-    res = mp.download_mp(_cfg(tmp_path, ["mp-1", "mp-2"]), client=fake, workers=1, retries=3, backoff=0.5,
+    res = mpd.download_mp(_cfg(tmp_path, ["mp-1", "mp-2"]), client=fake, workers=1, retries=3, backoff=0.5,
                          sleep=delays.append)
     assert res["downloaded"] == ["mp-1"] and fake.calls.count("mp-1") == 4
     assert "mp-2" in res["failed"] and "gave up after 4 tries" in res["failed"]["mp-2"]
@@ -397,8 +398,8 @@ def test_download_missing_not_retried(tmp_path, caplog):
     tasks = {"mp-1": "mp-101"}
     fake = _FakeClient({"mp-1": _payload("mp-101")}, tasks, absent={"mp-404"}, none={"mp-405"})
     delays: list[float] = []
-    with caplog.at_level("WARNING", logger="rhosym.mp"):
-        res = mp.download_mp(_cfg(tmp_path, ["mp-404", "mp-1", "mp-405"]), client=fake, sleep=delays.append)
+    with caplog.at_level("WARNING", logger="rhosym.mp_download"):
+        res = mpd.download_mp(_cfg(tmp_path, ["mp-404", "mp-1", "mp-405"]), client=fake, sleep=delays.append)
     assert set(res["missing"]) == {"mp-404", "mp-405"} and res["downloaded"] == ["mp-1"]
     assert fake.calls.count("mp-404") == 1 and not delays
     lines = (tmp_path / "mp" / "missing.txt").read_text().splitlines()
@@ -415,7 +416,7 @@ def test_download_bytes_unchanged_resume_and_metadata(tmp_path):
     cfg = _cfg(tmp_path, ids)
     out = tmp_path / "mp"
     fake = _FakeClient(payloads, tasks, absent={"mp-404"}, labels=labels)
-    res = mp.download_mp(cfg, client=fake, sleep=lambda s: None)
+    res = mpd.download_mp(cfg, client=fake, sleep=lambda s: None)
     assert res["downloaded"] == ["mp-1", "mp-2", "mp-3"] and list(res["missing"]) == ["mp-404"]
     for m, t in tasks.items():  # named by task id, byte-identical to what the client returned
         assert (out / f"{t}.json.gz").read_bytes() == payloads[m]
@@ -435,7 +436,7 @@ def test_download_bytes_unchanged_resume_and_metadata(tmp_path):
     (out / "mp-102.json.gz").unlink()
     (out / "mp-102.json.gz.part-12345-678").write_bytes(payloads["mp-2"][:30])
     fake2 = _FakeClient(payloads, tasks, absent={"mp-404"}, labels=labels)
-    res2 = mp.download_mp(cfg, client=fake2, sleep=lambda s: None)
+    res2 = mpd.download_mp(cfg, client=fake2, sleep=lambda s: None)
     assert res2["skipped"] == ["mp-1", "mp-3"] and res2["downloaded"] == ["mp-2"]
     assert sorted(fake2.calls) == ["mp-2", "mp-404"]
     assert (out / "mp-102.json.gz").read_bytes() == payloads["mp-2"]
@@ -443,7 +444,7 @@ def test_download_bytes_unchanged_resume_and_metadata(tmp_path):
     # the record of complete files is lost: the metadata's task ids still find them
     (out / "downloads.tsv").unlink()
     fake3 = _FakeClient(payloads, tasks, labels=labels)
-    res3 = mp.download_mp(_cfg(tmp_path, ["mp-1", "mp-2", "mp-3"]), client=fake3, sleep=lambda s: None)
+    res3 = mpd.download_mp(_cfg(tmp_path, ["mp-1", "mp-2", "mp-3"]), client=fake3, sleep=lambda s: None)
     assert res3["skipped"] == ["mp-1", "mp-2", "mp-3"] and fake3.calls == []
     assert not (out / "missing.txt").exists()
 
@@ -461,7 +462,7 @@ def test_download_truncated_bytes_are_retried(tmp_path):
 
     fake = Flaky({}, {})
     delays: list[float] = []
-    res = mp.download_mp(_cfg(tmp_path, ["mp-1"]), client=fake, sleep=delays.append)
+    res = mpd.download_mp(_cfg(tmp_path, ["mp-1"]), client=fake, sleep=delays.append)
     assert res["downloaded"] == ["mp-1"] and len(delays) == 1 and fake.n == 2
     assert (tmp_path / "mp" / "mp-101.json.gz").read_bytes() == good
 
@@ -471,7 +472,7 @@ def test_download_task_id_from_bytes_when_no_task_doc(tmp_path):
         def get_charge_density_from_material_id(self, material_id):
             return _payload("mp-777")
 
-    res = mp.download_mp(_cfg(tmp_path, ["mp-1"]), client=Plain(), sleep=lambda s: None)
+    res = mpd.download_mp(_cfg(tmp_path, ["mp-1"]), client=Plain(), sleep=lambda s: None)
     assert res["downloaded"] == ["mp-1"] and (tmp_path / "mp" / "mp-777.json.gz").is_file()
     assert pd.read_csv(tmp_path / "meta.csv")["task_id"].tolist() == ["mp-777"]
 
@@ -480,7 +481,7 @@ def test_download_task_id_from_bytes_when_no_task_doc(tmp_path):
 def test_download_chgcar_object_written_as_mp_json(shared_data, mp_json, tmp_path):
     li = mp_json["Li_bcc_spin_CHGCAR.gz"]
     fake = _FakeClient({"mp-135": li["chgcar"]}, {"mp-135": "mp-1791"})
-    res = mp.download_mp(_cfg(tmp_path, ["mp-135"]), client=fake, sleep=lambda s: None)
+    res = mpd.download_mp(_cfg(tmp_path, ["mp-135"]), client=fake, sleep=lambda s: None)
     assert res["downloaded"] == ["mp-135"]
     f = tmp_path / "mp" / "mp-1791.json.gz"
     raw = gzip.decompress(f.read_bytes())
@@ -498,7 +499,7 @@ def test_make_client_errors(monkeypatch):
     monkeypatch.setitem(sys.modules, "mp_api", None)
     monkeypatch.setitem(sys.modules, "mp_api.client", None)
     with pytest.raises(RuntimeError, match="mp-api is not installed") as ei:
-        mp.make_client()
+        mpd.make_client()
     assert "\n" not in str(ei.value)
     fake_mod = types.ModuleType("mp_api.client")
     fake_mod.MPRester = lambda api_key: ("rester", api_key)
@@ -506,11 +507,11 @@ def test_make_client_errors(monkeypatch):
     monkeypatch.setitem(sys.modules, "mp_api.client", fake_mod)
     monkeypatch.delenv("MP_API_KEY", raising=False)
     with pytest.raises(RuntimeError, match="MP_API_KEY is not set"):
-        mp.make_client()
+        mpd.make_client()
     monkeypatch.setenv("MP_API_KEY", "k123")
-    assert mp.make_client() == ("rester", "k123")
+    assert mpd.make_client() == ("rester", "k123")
 
 
 def test_download_config_errors(tmp_path):
     with pytest.raises(ValueError, match="no mp_ids"):
-        mp.download_mp({"path": str(tmp_path)}, client=object())
+        mpd.download_mp({"path": str(tmp_path)}, client=object())

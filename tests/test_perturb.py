@@ -1,4 +1,4 @@
-"""rhosym.perturb: measured-looking perturbations of densities, patterns and cells; read_map."""
+"""rhosym.perturb: measured-looking perturbations of densities, patterns and cells; rhosym.io.ccp4.read_map."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from rhosym import perturb as P
+from rhosym.io.ccp4 import read_map
 
 
 @pytest.fixture(scope="module")
@@ -367,31 +368,34 @@ def test_read_map_ccp4_round_trip(tmp_path, params, order):
     rho = np.random.default_rng(1).random((10, 12, 14)).astype(np.float32)
     path = tmp_path / "m.ccp4"
     _write_ccp4(path, rho, gemmi.UnitCell(*params), order)
-    got, lat = P.read_map(path)
+    m = read_map(path)
+    got, lat = m.rho, m.lattice
     assert got.dtype == np.float32 and got.shape == rho.shape
     assert np.array_equal(got, rho)
     assert np.allclose(_cell_params(lat), params, atol=1e-4)
     assert abs(np.linalg.det(lat)) == pytest.approx(gemmi.UnitCell(*params).volume, rel=1e-6)
     gz = tmp_path / "m.map"  # gzip content without a .gz name
     gz.write_bytes(gzip.compress(path.read_bytes()))
-    got2, lat2 = P.read_map(gz)
+    m2 = read_map(gz)
+    got2, lat2 = m2.rho, m2.lattice
     assert np.array_equal(got2, rho) and np.allclose(lat2, lat)
 
 
 def test_read_map_chgcar_and_errors(tmp_path, nacl):
-    from rhosym.chgcar import write_chgcar
+    from rhosym.io.chgcar import write_chgcar
 
     prim = nacl.get_primitive_structure()
     rho = np.random.default_rng(2).random((8, 9, 10)) + 0.5
     path = write_chgcar(tmp_path / "CHGCAR", prim, rho)
-    got, lat = P.read_map(path)
+    m = read_map(path)
+    got, lat = m.rho, m.lattice
     assert got.shape == rho.shape and got.dtype == np.float32
     assert np.allclose(got, rho, rtol=1e-6)
     assert np.allclose(lat, prim.lattice.matrix, atol=1e-6)
     bad = tmp_path / "junk.map"
     bad.write_text("not a map\n")
     with pytest.raises(ValueError) as e:
-        P.read_map(bad)
+        read_map(bad)
     assert "\n" not in str(e.value)
     trunc = tmp_path / "trunc.ccp4"
     import gemmi
@@ -399,7 +403,7 @@ def test_read_map_chgcar_and_errors(tmp_path, nacl):
     _write_ccp4(trunc, rho.astype(np.float32), gemmi.UnitCell(4, 5, 6, 90, 90, 90))
     trunc.write_bytes(trunc.read_bytes()[:1500])
     with pytest.raises(ValueError) as e:
-        P.read_map(trunc)
+        read_map(trunc)
     assert "\n" not in str(e.value)
 
 
@@ -413,4 +417,4 @@ def test_read_map_partial_cell_rejected(tmp_path):
     m.set_header_i32(8, 10)  # the cell is sampled by 10 along x, the map holds 5
     m.write_ccp4_map(str(tmp_path / "half.ccp4"))
     with pytest.raises(ValueError, match="does not cover the unit cell"):
-        P.read_map(tmp_path / "half.ccp4")
+        read_map(tmp_path / "half.ccp4")

@@ -155,7 +155,7 @@ def test_density_model_on_cif_chgcar_and_errors(ckpts, capsys):
     assert set(bad) == {"source", "error"} and "unparsable CIF" in bad["error"] and "\n" not in bad["error"]
     chg = by_src[str(CHGCAR)]
     assert chg["density_source"] == "structure" and chg["id"] == "mp-90001" and chg["cell"] == "as_is"
-    from rhosym.structures import read_chgcar_structure
+    from rhosym.io.chgcar import read_chgcar_structure
 
     _check_spglib(chg, read_chgcar_structure(CHGCAR).structure)
 
@@ -193,7 +193,7 @@ def test_xrd_model_on_csv_and_reproduction(ckpts, capsys):
         _check_topk(r, 5, [str(i) for i in range(1, 231)])
         assert isinstance(r["symbol"], str) and "density_source" not in r
         assert r["id"] in set(table["material_id"].astype(str))
-    from rhosym.structures import read_csv_row
+    from rhosym.io.structures import read_csv_row
 
     row = int(ok[0]["source"].rsplit("#", 1)[1])
     _check_spglib(ok[0], read_csv_row(table.iloc[row]).structure)

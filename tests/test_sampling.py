@@ -278,3 +278,70 @@ def test_unique_voxels_equals_numpy_unique():
         want = np.unique(vox, axis=0, return_inverse=True, return_counts=True)
         for g, w in zip(got, want):
             np.testing.assert_array_equal(g, np.asarray(w).reshape(g.shape))
+
+
+def _occupied(voxels) -> int:
+    return len(np.unique(np.asarray(voxels), axis=0))
+
+
+@pytest.mark.parametrize("lattice", [np.diag([8.9, 9.3, 9.7]), np.array([[9.0, 0, 0], [-4.5, 7.794, 0], [0, 0, 8.3]])])
+def test_origin_shifted_training_sample_equals_a_freshly_sampled_shifted_structure(lattice):
+    """The training-time origin shift (whole voxels, re-binned) gives the occupied voxels and values that
+    grid sampling of the shifted structure gives, up to the voxels next to a cell face, with every point at
+    a voxel centre; a shift by an arbitrary vector (what main did) leaves the points off the centres."""
+    from pymatgen.core import Lattice, Structure
+
+    from rhosym.augment import origin_shift, transform_density_sample, voxel_shift
+    from rhosym.density import DirectModel
+
+    cfg = {**CFG, "voxel": 0.4, "frame": 20.0, "threshold": 0.01}
+    st = Structure(Lattice(lattice), ["Na", "Cl", "O"], [[0.1, 0.2, 0.3], [0.6, 0.55, 0.7], [0.35, 0.8, 0.15]])
+    lat = st.lattice.matrix
+
+    def grid(structure):
+        model = DirectModel.from_structure(structure, b_iso=0.5, blur=0.0, cutoff=1e-5)
+        return sample_one("grid", cfg, "x", structure.lattice.matrix, 0, model=model)
+
+    xyz, f, vox = grid(st)
+    smp = {"xyz": xyz, "features": f, "voxels": vox, "spatial_shape": np.array([50, 50, 50])}
+    n_interior = 0
+    for seed in range(4):
+        out = transform_density_sample(smp, lat, np.random.default_rng(seed), cfg["voxel"], cfg["frame"],
+                                       shift=True, rotation=False, rebin=True)
+        t = voxel_shift(np.random.default_rng(seed), lat, cfg["voxel"])
+        moved = st.copy()
+        moved.translate_sites(list(range(len(moved))), t, frac_coords=True, to_unit_cell=True)
+        _, _, fresh = grid(moved)
+        # voxels next to a cell face: where wrapped points are re-binned
+        inv = np.linalg.inv(lat)
+        spacing = 1.0 / np.linalg.norm(inv, axis=0)  # distance between opposite faces
+        fr = (cell_origin(lat) + (fresh[:, ::-1].astype(float) + 0.5) * cfg["voxel"]) @ inv
+        near = ((np.minimum(fr % 1, 1 - fr % 1) * spacing) < cfg["voxel"]).any(1).sum()
+        assert abs(_occupied(out["voxels"]) - len(fresh)) <= near, (seed, _occupied(out["voxels"]), len(fresh), near)
+        assert len(out["xyz"]) == _occupied(out["voxels"])  # one point per occupied voxel, as grid sampling
+        # the values: a voxel holding points that did not cross a cell face carries exactly the density the
+        # fresh sample has there; points wrapped across a face are re-binned (averaged) into the voxel they
+        # land in, as grid sampling averages a dense grid
+        fresh_x, fresh_f, _ = grid(moved)
+        at = {tuple(int(c) for c in v): float(val) for v, val in zip(fresh, fresh_f[:, 0])}
+        frac = (xyz.astype(np.float64) + t @ lat) @ np.linalg.inv(lat)
+        wrapped = ((frac < 0) | (frac >= 1)).any(1)
+        moved_x = origin_shift(xyz, lat, t).astype(np.float64)
+        seam = {tuple(int(c) for c in v) for v in
+                np.floor((moved_x[wrapped] - cell_origin(lat)) / cfg["voxel"]).astype(int)[:, ::-1]}
+        interior = [(tuple(int(c) for c in v), float(val)) for v, val in zip(out["voxels"], out["features"][:, 0])
+                    if tuple(int(c) for c in v) not in seam]
+        n_interior += len(interior)
+        for key, val in interior:
+            assert key in at and abs(at[key] - val) <= 1e-5 * max(abs(at[key]), 1e-3), key
+
+        def centred(points):
+            c = cell_origin(lat) + (np.floor((points - cell_origin(lat)) / cfg["voxel"]) + 0.5) * cfg["voxel"]
+            return np.mean(np.linalg.norm(points.astype(np.float64) - c, axis=1) < 1e-3)
+
+        # points stay at voxel centres; a shift by an arbitrary vector (what main did) moves them off
+        assert centred(out["xyz"]) == 1.0
+        assert centred(origin_shift(xyz, lat, np.random.default_rng(seed).random(3))) < 0.1
+        print(f"{seed}: {len(out['xyz'])} vs {len(fresh)} occupied voxels ({near} next to a face), "
+              f"{len(interior)} interior ones exact, {int(wrapped.sum())} points wrapped")
+    assert n_interior > 100

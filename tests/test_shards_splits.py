@@ -152,7 +152,7 @@ def test_csv_rows_with_multiline_cif_strings_are_counted(tmp_path):
 
 
 def test_chgcar_files_are_recognised(tmp_path):
-    from rhosym import mp
+    from rhosym.io import mp_json as mp
 
     names = ["mp-1_CHGCAR.gz", "mp-2.CHGCAR", "CHGCAR.bz2", "metadata.csv", "mp-3.chgcar.xz", "mp-4.json.gz",
              "metadata.json", "summary.json.gz", "mp_metadata.json", "tasks.json", ".hidden.json"]
@@ -161,7 +161,7 @@ def test_chgcar_files_are_recognised(tmp_path):
     units = shards.list_units({"kind": "mp_chgcar", "path": str(tmp_path)})
     assert [u.key for u in units] == ["CHGCAR.bz2", "mp-1_CHGCAR.gz", "mp-2.CHGCAR", "mp-3.chgcar.xz", "mp-4.json.gz"]
     assert shards.is_chgcar("mp-1_CHGCAR.gz") and not shards.is_chgcar("mp-1_CHGCAR.json.gz")
-    # the unit lister and ingest's reader (rhosym.mp) agree on what a charge-density JSON is
+    # the unit lister and ingest's reader (rhosym.io.mp_json) agree on what a charge-density JSON is
     for n in names + ["mp-5_CHGCAR.json.gz", "CHGCAR.json", "MP-6.JSON.GZ", "materials_1.json", "x.summary.json"]:
         assert shards.is_density_json(n) == mp.is_chgcar_json(n), n
 

@@ -7,7 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rhosym import structures as st
+from rhosym.ingest import min_distance_violation
+from rhosym.io import structures as st
+from rhosym.io.chgcar import read_chgcar_structure
 
 ROOT = Path(__file__).resolve().parents[1]
 CIF_TINY = ROOT / "tests" / "fixtures" / "cif_tiny"
@@ -59,7 +61,7 @@ def test_bad_cifs_give_one_line_reasons():
     assert zero.error.startswith("zero or negative occupancy") and "Cl1" in zero.error
     (ov,) = st.read_cif(CIF_TINY / "bad_overlap.cif")
     assert ov.ok
-    assert st.min_distance_violation(ov.structure, 0.5).startswith("atoms closer than 0.5 A")
+    assert min_distance_violation(ov.structure, 0.5).startswith("atoms closer than 0.5 A")
     (missing,) = st.read_cif(CIF_TINY / "does_not_exist.cif")
     assert missing.error.startswith("unreadable file")
 
@@ -69,9 +71,9 @@ def test_split_positions_are_not_clashes():
 
     lat = Lattice.cubic(5.0)
     split = Structure(lat, [{"Li": 0.5}, {"Li": 0.5}, "O"], [[0, 0, 0], [0.05, 0, 0], [0.5, 0.5, 0.5]])
-    assert st.min_distance_violation(split, 0.5) == ""
+    assert min_distance_violation(split, 0.5) == ""
     over = Structure(lat, [{"Li": 0.6}, {"Li": 0.6}, "O"], [[0, 0, 0], [0.05, 0, 0], [0.5, 0.5, 0.5]])
-    assert "closer than" in st.min_distance_violation(over, 0.5)
+    assert "closer than" in min_distance_violation(over, 0.5)
 
 
 def test_aniso_b_eq_matches_gemmi():
@@ -100,23 +102,23 @@ def _write_chgcar(path: Path, grid=(4, 5, 6)):
 
 def test_chgcar_header_and_truncation(tmp_path):
     s = _write_chgcar(tmp_path / "CHGCAR")
-    rec = st.read_chgcar_structure(tmp_path / "CHGCAR")
+    rec = read_chgcar_structure(tmp_path / "CHGCAR")
     assert rec.ok and rec.extra["grid"] == [4, 5, 6]
     assert rec.structure.composition == s.composition
     assert np.allclose(rec.structure.lattice.matrix, s.lattice.matrix, atol=1e-5)
     raw = (tmp_path / "CHGCAR").read_bytes()
     cut = raw[: len(raw) * 2 // 3]
     (tmp_path / "cut_CHGCAR").write_bytes(cut)
-    bad = st.read_chgcar_structure(tmp_path / "cut_CHGCAR")
+    bad = read_chgcar_structure(tmp_path / "cut_CHGCAR")
     assert not bad.ok and "truncated" in bad.error
     with gzip.open(tmp_path / "z_CHGCAR.gz", "wb") as fh:
         fh.write(raw)
-    assert st.read_chgcar_structure(tmp_path / "z_CHGCAR.gz").ok
+    assert read_chgcar_structure(tmp_path / "z_CHGCAR.gz").ok
     with gzip.open(tmp_path / "zcut_CHGCAR.gz", "wb") as fh:
         fh.write(cut)
-    assert "truncated" in st.read_chgcar_structure(tmp_path / "zcut_CHGCAR.gz").error
+    assert "truncated" in read_chgcar_structure(tmp_path / "zcut_CHGCAR.gz").error
     (tmp_path / "grid_CHGCAR").write_bytes(raw.replace(b"   4   5   6", b"   4   x   6", 1))
-    assert "grid line" in st.read_chgcar_structure(tmp_path / "grid_CHGCAR").error
+    assert "grid line" in read_chgcar_structure(tmp_path / "grid_CHGCAR").error
 
 
 def test_real_chgcar_headers(shared_data):
@@ -125,7 +127,7 @@ def test_real_chgcar_headers(shared_data):
     want = {"Li_bcc_nospin_CHGCAR.gz": ("Li", [32, 32, 32]), "Ag4_hex_spin_CHGCAR": ("Ag4", [20, 20, 60]),
             "Co_monolayer_fm_CHGCAR": ("Co1", [24, 24, 196])}
     for name, (formula, grid) in want.items():
-        rec = st.read_chgcar_structure(shared_data / "chgcar" / name)
+        rec = read_chgcar_structure(shared_data / "chgcar" / name)
         assert rec.ok, rec.error
         assert rec.structure.composition.formula.replace(" ", "") in (formula, formula + "1")
         assert rec.extra["grid"] == grid

@@ -486,3 +486,33 @@ def test_label_mp20_matches_materials_project(shared_data):
     for g in got:
         assert g["extinction_group"] == symmetry.extinction_group(g["space_group"])
         assert g["crystal_system"] == symmetry.crystal_system(g["space_group"])
+
+
+def test_lattice_frame_cell_is_niggli_turned_and_shifted_and_keeps_the_group():
+    """lattice_frame: the Niggli cell with a ∥ x and b in the xy-plane, a seeded origin shift, the same
+    space group (a chiral one stays itself: a proper rotation), and no symmetry finder in the registry."""
+    import spglib
+    from pymatgen.core import Lattice, Structure
+
+    from rhosym import registry as R
+    from rhosym.cells import USES_SYMMETRY, density_cell, niggli_cell
+
+    chiral = Structure.from_spacegroup(76, Lattice.tetragonal(4.1, 7.3), ["Si", "O"],
+                                       [[0.11, 0.23, 0.05], [0.31, 0.17, 0.41]])  # P4_1
+    tilted = Structure(Lattice.from_parameters(5.1, 6.2, 7.3, 81, 97, 104), ["Na", "Cl"],
+                       [[0.1, 0.2, 0.3], [0.55, 0.6, 0.8]])
+    for st in (chiral, tilted):
+        out = density_cell(st, "lattice_frame")
+        m = out.lattice.matrix
+        assert abs(m[0, 1]) < 1e-9 and abs(m[0, 2]) < 1e-9 and abs(m[1, 2]) < 1e-9  # a ∥ x, b in xy
+        np.testing.assert_allclose(out.lattice.parameters, niggli_cell(st).lattice.parameters, atol=1e-6)
+        assert out.composition == st.composition
+        sg = [spglib.get_symmetry_dataset((s.lattice.matrix, s.frac_coords, [x.specie.Z for x in s]),
+                                          symprec=1e-3).number for s in (st, out)]
+        assert sg[0] == sg[1]
+        again = density_cell(st, "lattice_frame")
+        np.testing.assert_allclose(again.frac_coords, out.frac_coords)  # the same shift every time
+    assert not USES_SYMMETRY["lattice_frame"] and "lattice_frame" in R.CELLS
+    n = niggli_cell(tilted)
+    d = density_cell(tilted, "lattice_frame").frac_coords[0] - n.frac_coords[0]
+    assert np.linalg.norm((d + 0.5) % 1 - 0.5) > 1e-3  # the origin moved

@@ -3,6 +3,7 @@
 Skipped when results/tiny is absent (run `make tiny` first).
 """
 
+import json
 import os
 from pathlib import Path
 
@@ -63,10 +64,14 @@ def test_density_stores_count_electrons():
 
 def test_every_experiment_trained_and_predicted(config):
     exps = expand_experiments(config)
-    assert {e.model for e in exps} == {"lattice", "sparse_cnn", "pointnet", "xrd_fcn", "cgcnn", "cogn"}
+    assert {e.model for e in exps} == {"lattice", "lattice_sym", "sparse_cnn", "pointnet", "xrd_fcn", "cgcnn", "cogn"}
+    assert any(e.augment for e in exps)  # a named augmentation, tested plain and transformed
     for e in exps:
         hist = pd.read_csv(TINY / e.dataset / "models" / e.path / "history.csv")
         assert len(hist) >= 1 and hist["train_loss"].notna().all()
+        job = json.loads((TINY / e.dataset / "models" / e.path / "job.json").read_text())  # rhosym train runs it
+        assert job["model"] == e.model and job["seed"] == e.seed
+        assert job["cfg"]["augment"]["origin_shift"] == ("shift" in e.augment)  # named, or off
         pred = pd.read_parquet(TINY / e.dataset / "predictions" / f"{e.path}.parquet")
         split = pd.read_parquet(TINY / L.SPLIT.format(ds=e.dataset, split=e.split))
         assert set(pred["id"]) <= set(split.loc[split["split"] == "test", "id"])

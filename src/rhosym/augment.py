@@ -1,9 +1,11 @@
 """Seeded augmentations of sampled densities (training time; at evaluation only when ``evaluate:`` asks).
 
-* **Origin shift** (:func:`origin_shift`): the periodic density moved by a random fractional vector
-  ``t``: every point's fractional coordinates become ``x + t`` wrapped into the cell, values unchanged
-  (so the sum of the values, and ∫ρ of a dense grid shifted with :func:`shift_grid`, are kept exactly);
-  voxel indices are recomputed from the new positions, i.e. the shift happens before voxelization.
+* **Origin shift** (:func:`origin_shift`): the periodic density moved by a random vector ``t`` that is a
+  whole number of voxels along x, y and z (:func:`voxel_shift`): every point's fractional coordinates
+  become ``x + t`` wrapped into the cell, values unchanged (so the sum of the values, and ∫ρ of a dense
+  grid shifted with :func:`shift_grid`, are kept exactly). Points at voxel centres stay at voxel centres,
+  so a shifted sample has the voxels that sampling the shifted structure gives, except where points are
+  wrapped across a cell face (measured: ``tests/test_sampling.py``). Done on the fly, per epoch.
 * **Rotation** (:func:`rotate`): the Cartesian points rotated about the cell centre by a uniformly random
   rotation; voxel indices are recomputed in the bounding box of the rotated cell, which must fit the
   sampling frame (``sample.frame``): a rotation that does not fit is redrawn (3 tries), then skipped.
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rhosym.sampling import cell_origin
+from rhosym.sampling import cell_origin, unique_voxels
 
 
 def _corners(lattice: np.ndarray) -> np.ndarray:
@@ -40,6 +42,16 @@ def origin_shift(xyz: np.ndarray, lattice: np.ndarray, t: np.ndarray) -> np.ndar
     frac = np.asarray(xyz, dtype=np.float64) @ np.linalg.inv(lattice) + np.asarray(t, dtype=np.float64)
     frac -= np.floor(frac)
     return (frac @ lattice).astype(np.float32)
+
+
+def voxel_shift(rng: np.random.Generator, lattice: np.ndarray, voxel: float) -> np.ndarray:
+    """A random fractional origin shift whose Cartesian length is a whole number of voxels on each axis:
+    points at voxel centres stay at voxel centres (no voxel merges inside the cell; only points wrapped
+    across a cell face are re-binned), so a shifted training sample is what sampling the shifted
+    structure gives, up to the boundary voxels."""
+    lattice = np.asarray(lattice, dtype=np.float64)
+    cart = np.round((rng.random(3) @ lattice) / float(voxel)) * float(voxel)
+    return cart @ np.linalg.inv(lattice)
 
 
 def shift_grid(rho: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -73,13 +85,15 @@ def fits(lattice: np.ndarray, frame: float) -> bool:
 
 
 def transform_density_sample(sample: dict, lattice: np.ndarray, rng: np.random.Generator, voxel: float,
-                             frame: float, shift: bool = True, rotation: bool = True) -> dict:
+                             frame: float, shift: bool = True, rotation: bool = True, rebin: bool = False) -> dict:
     """A density sample (``xyz, features, voxels, spatial_shape``) with a random origin shift and rotation;
-    voxels recomputed. The sample is returned unchanged where a step cannot apply."""
+    voxels recomputed. ``rebin`` (grid samples): points that land in one voxel are averaged into it, at its
+    centre, as grid sampling does, so the result has one point per occupied voxel like a fresh grid sample.
+    The sample is returned unchanged where a step cannot apply."""
     xyz = sample["xyz"]
     lat = np.asarray(lattice, dtype=np.float64)
     if shift:
-        xyz = origin_shift(xyz, lat, rng.random(3))
+        xyz = origin_shift(xyz, lat, voxel_shift(rng, lat, voxel))
     if rotation:
         for _ in range(3):
             R = random_rotation(rng)
@@ -91,6 +105,13 @@ def transform_density_sample(sample: dict, lattice: np.ndarray, rng: np.random.G
     vox = voxelize(xyz, cell_origin(lat), voxel, shape)
     if vox is None:  # cannot happen for a cell that fits; keep the input as it was
         return sample
+    if rebin:
+        uniq, inv, cnt = unique_voxels(vox)
+        f = np.asarray(sample["features"], dtype=np.float64)
+        feats = np.stack([np.bincount(inv, weights=f[:, c], minlength=len(uniq)) for c in range(f.shape[1])], 1)
+        xyz = cell_origin(lat) + (uniq[:, ::-1] + 0.5) * voxel
+        return {**sample, "xyz": xyz.astype(np.float32), "features": (feats / cnt[:, None]).astype(np.float32),
+                "voxels": uniq.astype(np.int32)}
     return {**sample, "xyz": np.asarray(xyz, dtype=np.float32), "voxels": vox}
 
 

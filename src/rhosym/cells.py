@@ -17,6 +17,11 @@
   that defines the label, ITA origin and orientation. Paper-like (the ICSD densities of the paper were
   made from symmetric structure solutions), but the input then depends on the symmetry finder's answer.
 * ``niggli``: the Niggli-reduced cell, computed from the lattice alone: no symmetry finder anywhere.
+* ``lattice_frame``: a frame no symmetry finder chose: the Niggli cell turned so that a ∥ x and b lies in
+  the xy-plane (a proper rotation: chirality kept), with a seeded random origin shift per structure (seeded
+  by the structure's content, so the same structure gets the same shift at training, at test and in
+  ``rhosym predict``). The origin "as given" is not finder-free: Materials Project structures come in
+  spglib's standard origin.
 * ``as_is``: the input cell.
 * ``primitive``: spglib's standard primitive cell (idealized, like ``conventional_refined``).
 
@@ -121,12 +126,38 @@ def niggli_cell(structure):
     return structure.get_reduced_structure(reduction_algo="niggli")
 
 
+def content_seed(structure) -> int:
+    """A seed from the structure itself (species, lattice and positions at 1e-4), stable across runs."""
+    import hashlib
+
+    key = [structure.composition.formula, np.round(structure.lattice.abc, 4).tolist(),
+           np.round(structure.lattice.angles, 3).tolist(), np.round(structure.frac_coords % 1.0, 4).tolist()]
+    return int.from_bytes(hashlib.sha256(repr(key).encode()).digest()[:8], "little")
+
+
+def lattice_frame_cell(structure):
+    """The Niggli cell with a ∥ x, b in the xy-plane and a seeded origin shift (module docstring)."""
+    from pymatgen.core import Lattice, Structure
+
+    s = niggli_cell(structure)
+    m = s.lattice.matrix
+    e1 = m[0] / np.linalg.norm(m[0])
+    b = m[1] - (m[1] @ e1) * e1
+    e2 = b / np.linalg.norm(b)
+    rot = np.stack([e1, e2, np.cross(e1, e2)], 1)  # columns: the new x, y, z axes in the old frame
+    shift = np.random.default_rng(content_seed(s)).random(3)
+    return Structure(Lattice(m @ rot), s.species_and_occu, (s.frac_coords + shift) % 1.0,
+                     site_properties=s.site_properties or None)
+
+
 def density_cell(structure, cell: str, symprec: float = 0.1, angle_tolerance: float = 5.0):
     """The cell a density uses; ``cell`` is one of :data:`rhosym.registry.CELLS`."""
     if cell == "as_is":
         return structure
     if cell == "niggli":
         return niggli_cell(structure)
+    if cell == "lattice_frame":
+        return lattice_frame_cell(structure)
     if cell == "conventional":
         return conventional_cell(structure, symprec, angle_tolerance)
     with warnings.catch_warnings():

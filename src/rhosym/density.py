@@ -42,14 +42,6 @@ log = logging.getLogger("rhosym.density")
 _D = DensitySettings()  # the defaults (rhosym.settings)
 
 
-def density_path(cfg, ds: str) -> str:
-    """``dense`` or ``direct`` for data set ``ds`` of a ``rhosym.settings.Config`` (``mp_chgcar`` is
-    always dense)."""
-    if cfg.datasets[ds].kind == "mp_chgcar":
-        return "dense"
-    return cfg.density.path
-
-
 def _element(sym: str):
     import gemmi
 
@@ -259,12 +251,9 @@ def density_of_row(row: dict, cfg=None) -> tuple[np.ndarray, dict]:
     cfg = section(DensitySettings, cfg)
     kind = row["kind"]
     if kind == "mp_chgcar":
-        from rhosym.chgcar import CHANNELS_4
+        from rhosym.io.chgcar import CHANNELS_4
 
-        data = read_charge_density(row["chgcar_path"])
-        nvox = int(np.prod(data.shape))
-        if nvox > cfg.max_voxels:
-            raise ValueError(f"grid {data.shape} has {nvox} voxels > max_voxels {cfg.max_voxels}")
+        data = read_charge_density(row["chgcar_path"], max_voxels=cfg.max_voxels)
         nch = int(cfg.channels)
         rho = data.channels(nch)
         attrs = {
@@ -294,17 +283,33 @@ def density_of_row(row: dict, cfg=None) -> tuple[np.ndarray, dict]:
     return rho[None], attrs
 
 
-def read_charge_density(path: str | Path):
-    """A CHGCAR text file (plain or compressed) or an MP charge-density JSON, as ``ChgcarData``."""
+def _check_voxels(shape, max_voxels: int) -> None:
+    nvox = int(np.prod(shape))
+    if nvox > max_voxels:
+        raise ValueError(f"grid {tuple(int(n) for n in shape)} has {nvox} voxels > max_voxels {max_voxels}")
+
+
+def read_charge_density(path: str | Path, limits=None, max_voxels: int | None = None):
+    """A CHGCAR text file (plain or compressed) or an MP charge-density JSON, as ``ChgcarData``, within
+    ``limits`` (rhosym.io.limits; default: those in force) and, given ``max_voxels``, refused when its grid
+    has more points (a CHGCAR's from its header, before the data is read)."""
+    from rhosym.io.limits import limits_of
     from rhosym.shards import is_density_json
 
+    limits = limits_of(limits)
     if is_density_json(Path(path).name):
-        from rhosym.mp import read_chgcar_json
+        from rhosym.io.mp_json import read_chgcar_json
 
-        return read_chgcar_json(path)
-    from rhosym.chgcar import read_chgcar
+        data = read_chgcar_json(path, limits)
+    else:
+        from rhosym.io.chgcar import read_chgcar, read_chgcar_grid
 
-    return read_chgcar(path)
+        if max_voxels is not None:
+            _check_voxels(read_chgcar_grid(path, limits), max_voxels)
+        data = read_chgcar(path, limits)
+    if max_voxels is not None:
+        _check_voxels(data.shape, max_voxels)
+    return data
 
 
 def check_electrons(found: float, expected: float, tolerance: float) -> None:

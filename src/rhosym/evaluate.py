@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from rhosym import registry as R
 from rhosym.registry import CLASS_TASKS, CONTROL_MODELS, CRYSTAL_SYSTEMS, MODELS, REGRESSION_TASKS, TASKS
 
 log = logging.getLogger("rhosym.evaluate")
@@ -483,8 +484,9 @@ def evaluate_predictions(pred_paths: Sequence[str], out_dir: str | Path, dataset
 
 def _with_margins(df: pd.DataFrame, metric: str, scale: float, column: str) -> pd.DataFrame:
     """Margin of each row over the lattice control of the same (split, task): ``scale × (metric −
-    control's)``; the control is the one trained on this data set with the row's trained task if there
-    is one, else any lattice row of the comparison."""
+    control's)``; the controls are those trained on this data set with the row's trained task if there
+    are any, else every control row of the comparison, and the margin is over the STRONGEST of them (the
+    plain and the metric-symmetry lattice controls: a margin over the weaker one would flatter)."""
     if df.empty:
         return df
     df = df.copy()
@@ -496,7 +498,8 @@ def _with_margins(df: pd.DataFrame, metric: str, scale: float, column: str) -> p
         for i, r in g.iterrows():
             c = ctrl[(ctrl["trained_task"] == r["trained_task"]) & (ctrl["trained_on"] == ctrl["dataset"])]
             c = c if len(c) else ctrl
-            df.loc[i, column] = scale * (r[metric] - float(c[metric].iloc[0]))
+            best = float(c[metric].max() if scale > 0 else c[metric].min())
+            df.loc[i, column] = scale * (r[metric] - best)
     return df
 
 
@@ -533,6 +536,11 @@ def variant_label(r: Mapping) -> str:
         parts.append(f"zero-shot from {r['trained_on']}")
     if "aug" in g.split("-"):  # trained with the robustness augmentations (layout: -aug)
         parts.append("robust-augmented")
+    tags = g.split("-")
+    for prefix, what in (("a", "trained with"), ("t", "tested with")):
+        name = next((t[1:] for t in tags if t[:1] == prefix and t[1:] in R.AUGMENTATIONS), "")
+        if name:
+            parts.append(f"{what} {R.AUGMENTATION_DISPLAY[name]}")
     if r.get("trained_task") == "symmetry":
         parts.append("joint")
     return " ".join(parts)

@@ -85,9 +85,21 @@ def _variant_labels(df: pd.DataFrame) -> pd.Series:
     return pd.Series(out, index=df.index)
 
 
+def _is_plain(group: str) -> bool:
+    """A variant trained and tested without augmentation (layout tags -aug, -a<name>, -t<name>)."""
+    from rhosym.layout import parse_variant
+
+    try:
+        v = parse_variant(f"{group}-s0")
+    except ValueError:
+        return True
+    return not (v["robust"] or v["augment"] or v["test"])
+
+
 def main_rows(df: pd.DataFrame, features: int = 1, splits: Mapping[str, str] | None = None) -> pd.DataFrame:
     """The comparison rows of a metrics table: each data set's primary split, the feature set asked for
-    (where a model has it), as sampled (no ``points``), trained on the data set itself and not fine-tuned."""
+    (where a model has it), as sampled (no ``points``), trained on the data set itself and not fine-tuned,
+    the plain (unaugmented) variant where there is one."""
     if df is None or df.empty:
         return pd.DataFrame() if df is None else df
     d = df.copy()
@@ -99,7 +111,10 @@ def main_rows(df: pd.DataFrame, features: int = 1, splits: Mapping[str, str] | N
         d = d[d["trained_on"].astype(str) == d["dataset"].astype(str)]
     if "group" in d.columns:
         d = d[~d["group"].astype(str).str.contains("-ft")]
-    d = (d.assign(_pref=(d["features"].astype(int) != features).astype(int))
+    # plain variants first: a model trained or tested with an augmentation (-aug, -a<name>, -t<name>) is
+    # shown only where it has no plain variant (its own rows stay in the tables, labelled)
+    plain = d["group"].astype(str).map(_is_plain) if "group" in d.columns else pd.Series(True, index=d.index)
+    d = (d.assign(_pref=(d["features"].astype(int) != features).astype(int) * 2 + (~plain).astype(int))
          .sort_values("_pref", kind="stable")
          .drop_duplicates(["dataset", "split", "task", "model", "trained_task", "input"]).drop(columns="_pref"))
     return d
@@ -433,6 +448,16 @@ def plot_figS7(distributions: Mapping[str, pd.DataFrame], out_png, out_pdf=None)
 
 
 # --------------------------------------------------------------------------------------------- fig S8
+def _label_grid_panel(ax, i: int, j: int, n_rows: int, ds: str, task: str, xlabel: str) -> None:
+    """Titles on the top row (task), y labels on the first column (data set), x labels on the bottom row."""
+    if i == 0:
+        ax.set_title(TASK_NAMES.get(task, task))
+    if j == 0:
+        ax.set_ylabel(f"{ds}\ntest accuracy (%)")
+    if i == n_rows - 1:
+        ax.set_xlabel(xlabel)
+
+
 def plot_figS8(sweep: pd.DataFrame, out_png, out_pdf=None):
     """Test accuracy against the number of sampled points (an inference-time sweep of ONE trained model
     per line, not a retraining per size). ``sweep``: rows of :func:`rhosym.evaluate.sweep_table`."""
@@ -476,12 +501,7 @@ def plot_figS8(sweep: pd.DataFrame, out_png, out_pdf=None):
                 ax.set_ylim(lo, hi)
                 ax.grid(color="0.88", lw=0.5)
                 ax.legend(frameon=False)
-            if i == 0:
-                ax.set_title(TASK_NAMES.get(task, task))
-            if j == 0:
-                ax.set_ylabel(f"{ds}\ntest accuracy (%)")
-            if i == len(datasets) - 1:
-                ax.set_xlabel("points per structure at inference (max_points)")
+            _label_grid_panel(ax, i, j, len(datasets), ds, task, "points per structure at inference (max_points)")
     fig.suptitle("Inference-time sweep: one trained model per line, test split evaluated with at most N points",
                  fontsize=8.5, y=1.0)
     fig.tight_layout()
@@ -582,12 +602,7 @@ def plot_figS8_trained(classification: pd.DataFrame, out_png, out_pdf=None):
                             label=f"{model_label(model)} ({inp}{', joint' if tt == 'symmetry' else ''})")
             ax.set_xscale("log")
             ax.grid(color="0.88", lw=0.5)
-            if i == 0:
-                ax.set_title(TASK_NAMES.get(task, task))
-            if j == 0:
-                ax.set_ylabel(f"{ds}\ntest accuracy (%)")
-            if i == len(datasets) - 1:
-                ax.set_xlabel("points per structure (trained and tested at this size)")
+            _label_grid_panel(ax, i, j, len(datasets), ds, task, "points per structure (trained and tested at this size)")
             if len(sub):
                 ax.legend(frameon=False, fontsize=7)
     fig.tight_layout()
@@ -598,7 +613,8 @@ def plot_figS8_trained(classification: pd.DataFrame, out_png, out_pdf=None):
 # --------------------------------------------------------------------------------------------- figRobust
 def plot_figRobust(robust: pd.DataFrame, out_png, out_pdf=None):
     """Accuracy against perturbation strength: one panel per perturbation (rows: data set × task), one
-    line per model (dashed: trained with perturbation augmentation), bootstrap 95 % bands."""
+    line per model and variant (dashed: trained with an augmentation, named in the legend), bootstrap 95 %
+    bands; one legend for every line of every panel."""
     plt = _plt()
     if robust is None or robust.empty:
         return _empty_figure("No robustness results (no trained model of robustness.models).", out_png, out_pdf,
@@ -617,22 +633,29 @@ def plot_figRobust(robust: pd.DataFrame, out_png, out_pdf=None):
                 g = g.sort_values("order")
                 st = model_style(model)
                 x = np.arange(len(g))
-                aug = bool(g["augmented"].iloc[0]) if "augmented" in g else False
+                plain = _is_plain(str(_group)) and not (bool(g["augmented"].iloc[0]) if "augmented" in g else False)
+                label = _variant_labels(pd.DataFrame([{"model": model, "group": _group}])).iloc[0].replace("\n", " ")
                 ax.plot(x, 100 * g["top1"], marker=st["marker"], color=st["color"], mec="black", mew=0.4, ms=4,
-                        ls="--" if aug else "-", label=f"{model_label(model)}{' (augmented)' if aug else ''}")
+                        ls="-" if plain else "--", label=label)
                 ax.fill_between(x, 100 * g["top1_lo"], 100 * g["top1_hi"], color=st["color"], alpha=0.15, lw=0)
                 ax.set_xticks(x, [str(v) for v in g["strength_label"]], fontsize=6.5, rotation=30)
             unit = sub["unit"].iloc[0] if len(sub) and "unit" in sub else ""
+            unit = str(unit) if isinstance(unit, str) and unit.strip() and unit.lower() != "nan" else ""
             ax.set_xlabel(f"{pert} ({unit})" if unit else pert, fontsize=8)
             ax.set_ylim(0, 100)
             ax.grid(color="0.9", lw=0.5)
             if j == 0:
                 ax.set_ylabel(f"{ds}: {TASK_NAMES.get(task, task).lower()}\naccuracy (%)")
-            if i == 0 and j == 0 and len(sub):
-                ax.legend(frameon=False, fontsize=6.5)
+    handles: dict = {}
+    for ax in axes.ravel():  # one legend for every line of every panel
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(lab, h)
     n = int(robust["n"].max()) if "n" in robust else 0
     fig.suptitle(f"Robustness to experimental-like density on the common test set (n ≤ {n})", fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.95 - 0.04 * ((len(handles) + 2) // 3)))
+    if handles:
+        fig.legend(list(handles.values()), list(handles), loc="upper center", ncol=min(3, len(handles)),
+                   frameon=False, fontsize=6.5, bbox_to_anchor=(0.5, 0.95))
     save(fig, out_png, out_pdf)
     return fig
 

@@ -90,8 +90,7 @@ def prepare_structure(structure, cfg: dict | None = None):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # spglib's OLD_ERROR_HANDLING notice
             if c.cell == "primitive":
-                structure = SpacegroupAnalyzer(structure, symprec=c.symprec).get_primitive_standard_structure(
-                    keep_site_properties=True)
+                return (*_standard_primitive(structure, float(c.symprec)), False)
             ds = SpacegroupAnalyzer(structure, symprec=c.symprec).get_symmetry_dataset()
         if ds is None:
             raise ValueError("spglib found no symmetry")
@@ -100,6 +99,65 @@ def prepare_structure(structure, cfg: dict | None = None):
     except Exception as exc:  # noqa: BLE001 - spglib failures: fall back to P1
         log.debug("spglib failed (%s); P1 fallback", exc)
         return structure, np.arange(len(structure)), True
+
+
+_ORBIT = "_rhosym_orbit"  # a transient site property: the input's symmetry class of each site
+
+
+def _one_search_analyzer():
+    """A :class:`~pymatgen.symmetry.analyzer.SpacegroupAnalyzer` that runs spglib once.
+
+    pymatgen's ``get_primitive_standard_structure`` searches the symmetry three times: the dataset (in
+    ``__init__``), ``spglib.refine_cell`` (``get_refined_structure``) and, for monoclinic groups,
+    ``spglib.get_symmetry`` (``_get_symmetry``). The last two return what the dataset already holds
+    (``std_lattice``, ``std_positions``, ``std_types``; ``rotations``, ``translations``): this subclass
+    reads them from it, so the standard cell is the same and costs one search. The refined structure also
+    carries each site's symmetry class (site property ``_rhosym_orbit``), which the conventional and
+    primitive transformations keep, so the primitive cell's classes need no further search.
+    """
+    from fractions import Fraction
+
+    from pymatgen.core import Structure
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    class OneSearch(SpacegroupAnalyzer):
+        def _get_symmetry(self):  # as pymatgen's, from the dataset instead of spglib.get_symmetry
+            ds = self._space_group_data
+            translations = np.array([[float(Fraction(c).limit_denominator(1000)) for c in t]
+                                     for t in ds.translations])
+            translations[np.abs(translations) == 1] = 0
+            return ds.rotations, translations
+
+        def get_refined_structure(self, keep_site_properties: bool = False):
+            ds = self._space_group_data  # as pymatgen's, from the dataset instead of spglib.refine_cell
+            numbers = [int(i) for i in ds.std_types]
+            species = [self._unique_species[i - 1] for i in numbers]
+            props = {}
+            if keep_site_properties:
+                for k, v in self._site_props.items():
+                    props[k] = [v[self._numbers.index(i)] for i in numbers]
+            # the class of a standardized atom: that of an input atom on the same primitive-cell atom
+            equiv = np.asarray(ds.equivalent_atoms)
+            by_prim = dict(zip(np.asarray(ds.mapping_to_primitive).tolist(), equiv.tolist()))
+            props[_ORBIT] = [by_prim[int(p)] for p in ds.std_mapping_to_primitive]
+            struct = Structure(ds.std_lattice, species, ds.std_positions, site_properties=props)
+            return struct.get_sorted_structure()
+
+    return OneSearch
+
+
+def _standard_primitive(structure, symprec: float):
+    """``(primitive standard structure, equivalent_atoms)`` exactly as
+    ``SpacegroupAnalyzer(structure, symprec).get_primitive_standard_structure(keep_site_properties=True)``
+    and spglib's ``equivalent_atoms`` of that cell, from one symmetry search (:func:`_one_search_analyzer`).
+    ``equivalent_atoms[i]`` is the lowest index of the sites of ``i``'s class, as spglib's."""
+    sga = _one_search_analyzer()(structure, symprec=symprec)
+    prim = sga.get_primitive_standard_structure(keep_site_properties=True)
+    orbit = np.asarray(prim.site_properties[_ORBIT])
+    prim.remove_site_property(_ORBIT)
+    first: dict[int, int] = {}
+    equiv = np.array([first.setdefault(int(o), i) for i, o in enumerate(orbit)], dtype=np.int64)
+    return prim, equiv
 
 
 def _neighbors(structure, cutoff: float):

@@ -2,11 +2,13 @@
 
 See ``docs/formats.md`` ("Units, shards and the manifest"). Every unit gives at least one row; a
 structure that cannot be used is a ``rejected`` row with a one-line ``reason``. Rejections:
-unparsable input, zero or negative occupancy, atoms closer than ``ingest.min_distance`` (split
-positions whose occupancies add up to at most 1 are allowed), a density cell over
-``ingest.max_volume`` Å³ or ``ingest.max_sites`` sites, a CHGCAR whose data does not match its header,
-no symmetry found at ``labels.symprec`` nor at any tolerance of ``labels.ladder``, a synthetic space
-group pyxtal cannot fill.
+unparsable input, an input over a limit of rhosym.io.limits (checked before the file is parsed:
+``ingest.max_bytes`` decompressed, ``ingest.max_grid_points`` in a CHGCAR's or JSON's grid,
+``ingest.max_input_sites`` in the cell as the file gives it), zero or negative occupancy, atoms closer
+than ``ingest.min_distance`` (split positions whose occupancies add up to at most 1 are allowed), a
+density cell over ``ingest.max_volume`` Å³ or ``ingest.max_sites`` sites, a CHGCAR whose data does not
+match its header, no symmetry found at ``labels.symprec`` nor at any tolerance of ``labels.ladder``, a
+synthetic space group pyxtal cannot fill.
 
 Labels come from spglib on the structure as read (``spglib_space_group``, with the tolerance used in
 ``label_symprec``) or, with ``labels.source: declared``, from the space group the CIF or CSV declares
@@ -30,14 +32,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rhosym.structures import (
-    StructureRecord,
-    min_distance_violation,
-    one_line,
-    read_chgcar_structure,
-    read_cif,
-    read_csv_row,
-)
+from rhosym.io.chgcar import read_chgcar_structure
+from rhosym.io.limits import LimitExceeded, exceeded, limits_of
+from rhosym.io.structures import StructureRecord, one_line, read_cif, read_csv_row, read_csv_table
 
 log = logging.getLogger("rhosym.ingest")
 
@@ -89,6 +86,29 @@ def _settings(obj, cls):
     return obj if isinstance(obj, cls) else cls.model_validate(dict(obj or {}))
 
 
+def min_distance_violation(structure, min_distance: float) -> str:
+    """A one-line reason when two atoms are closer than ``min_distance`` Å, else ``""``.
+
+    Two partially occupied sites whose occupancies add up to at most 1 may be close: that is a
+    split (disordered) position, not a clash, and is accepted.
+    """
+    if min_distance <= 0 or len(structure) == 0:
+        return ""
+    centers, points, _images, dists = structure.get_neighbor_list(min_distance)
+    if len(centers) == 0:
+        return ""
+    occ = np.array([sum(site.species.values()) for site in structure])
+    for i, j, d in zip(centers, points, dists):
+        if i == j and d < 1e-8:
+            continue
+        if i != j and occ[i] + occ[j] <= 1.0 + 1e-3:
+            continue
+        a, b = structure[int(i)], structure[int(j)]
+        return one_line(f"atoms closer than {min_distance} A: {a.species_string} and {b.species_string} "
+                        f"at {d:.3f} A")
+    return ""
+
+
 def check_structure(structure, ingest) -> str:
     """The one-line reason ingest would reject a read structure for, before labelling (``""``: fine)."""
     from rhosym.settings import IngestSettings
@@ -96,6 +116,8 @@ def check_structure(structure, ingest) -> str:
     ingest = _settings(ingest, IngestSettings)
     if len(structure) == 0:
         return "no atoms"
+    if len(structure) > ingest.max_input_sites:  # the readers refuse most before parsing (rhosym.io.limits)
+        return str(exceeded(f"{len(structure)} sites in the cell as read", "max_input_sites", ingest.max_input_sites))
     occ = [sum(site.species.values()) for site in structure]
     if min(occ) <= 0:
         return "zero or negative occupancy"
@@ -271,6 +293,7 @@ def ingest_shard(ds_name: str, ds, shard: str | int, units, labels=None, ingest=
     shard = shard_name(int(shard))
     cell = ds.resolved_cell
     occ_tol = float(ingest.occupancy_tolerance)
+    limits = limits_of(ingest)  # rhosym.io.limits: checked by the readers before each file is parsed
     units = _units(units)
     t0 = time.time()
     rows: list[dict] = []
@@ -280,20 +303,20 @@ def ingest_shard(ds_name: str, ds, shard: str | int, units, labels=None, ingest=
     if kind == "cif_dir":
         for u in progress(units, desc=desc):
             stem = cif_stem(u.ref)
-            for rec in read_cif(u.ref, occ_tol):
+            for rec in read_cif(u.ref, occ_tol, limits):
                 uid = f"{stem}:{rec.block}" if rec.block else stem
                 rows.append(process_record(rec, uid, unit=u.key, **common))
     elif kind == "mp_chgcar":
-        from rhosym import mp
+        from rhosym.io import mp_json as mp
 
-        meta = mp.read_metadata(ds.metadata) if ds.metadata else None
+        meta = mp.read_metadata(ds.metadata, limits) if ds.metadata else None
         for u in progress(units, desc=desc):
             path = str(u.ref)
             if mp.is_chgcar_json(os.path.basename(path)):
-                rec, doc_ids = read_json_structure(path)
+                rec, doc_ids = read_json_structure(path, limits)
                 fid = mp.file_id(path)
             else:
-                rec, doc_ids, fid = read_chgcar_structure(path, check_data=True), {}, chgcar_id(path)
+                rec, doc_ids, fid = read_chgcar_structure(path, True, limits), {}, chgcar_id(path)
             mid, tid = mp.resolve_material_id(fid, meta, doc_ids)
             bg = fe = np.nan
             if meta is not None and mid in meta.index:
@@ -309,10 +332,16 @@ def ingest_shard(ds_name: str, ds, shard: str | int, units, labels=None, ingest=
             by_file.setdefault(u.ref[0], []).append(u)
         for csv_path, us in by_file.items():
             # the whole table: CIF strings span lines, so rows cannot be skipped by line number
-            table = pd.read_csv(csv_path)
+            try:
+                table = read_csv_table(csv_path, limits)
+            except LimitExceeded as exc:  # every row of the table is refused with the reason
+                for u in us:
+                    rec = StructureRecord(f"{csv_path}#{u.ref[1]}", "", None, one_line(exc))
+                    rows.append(process_record(rec, u.key, unit=u.key, **common))
+                continue
             for u in progress(us, desc=f"{desc} {os.path.basename(csv_path)}"):
                 k = int(u.ref[1])
-                rec = read_csv_row(table.iloc[k], cols, str(csv_path), k, occ_tol)
+                rec = read_csv_row(table.iloc[k], cols, str(csv_path), k, occ_tol, limits)
                 rows.append(process_record(rec, rec.extra["id"], band_gap=rec.extra["band_gap"],
                                            formation_energy=rec.extra["formation_energy"], unit=u.key, **common))
     elif kind == "synthetic":
@@ -343,15 +372,16 @@ def ingest_shard(ds_name: str, ds, shard: str | int, units, labels=None, ingest=
     return df
 
 
-def read_json_structure(path: str) -> tuple[StructureRecord, dict]:
-    """The structure of an MP charge-density JSON (its grid is read again by the density stage)."""
+def read_json_structure(path: str, limits=None) -> tuple[StructureRecord, dict]:
+    """The structure of an MP charge-density JSON (its grid is read again by the density stage), within
+    ``limits`` (rhosym.io.limits; default: those in force)."""
     from pymatgen.core import Lattice, Structure
 
-    from rhosym import mp
+    from rhosym.io import mp_json as mp
 
     try:
-        data = mp.read_chgcar_json(path)
-        ids = mp.chgcar_json_ids(path)
+        data = mp.read_chgcar_json(path, limits)
+        ids = mp.chgcar_json_ids(path, limits)
     except (ValueError, OSError, EOFError) as exc:
         return StructureRecord(str(path), "", None, one_line(exc)), {}
     s = Structure(Lattice(data.lattice), data.species, data.frac_coords)

@@ -1,12 +1,14 @@
 """The results layout: every path of the workflow, written once (see ``docs/formats.md``).
 
-Patterns are relative to the results folder and use ``{ds}``, ``{shard}``, ``{model}``, ``{task}``,
+Patterns are relative to the results folder (downloads: to the resources folder) and use ``{ds}``, ``{shard}``, ``{model}``, ``{task}``,
 ``{variant}``, ``{split}``, ``{name}``. :func:`path` fills them; :func:`pattern` fills some and leaves
 the others as Snakemake wildcards. An experiment's identity lives in its *variant* string
 (:func:`variant` / :func:`parse_variant`), e.g. ``grid-f1-formula-s0``, ``random-f1-n5000-none-s2``,
 ``grid-f1-ftsynthetic-formula-s0`` (fine-tuned from the synthetic set's model),
 ``grid-f1-zssynthetic-formula-s0`` (predictions of the synthetic set's model, zero-shot) or
-``grid-f1-aug-formula-s0`` (trained with the robustness augmentations, robustness.train_augment).
+``grid-f1-aug-formula-s0`` (trained with the robustness augmentations, robustness.train_augment),
+``grid-f1-ashift-formula-s0`` (trained with a random origin shift, ``experiments[].augment``) and
+``grid-f1-ashift-tshift-formula-s0`` (its predictions on origin-shifted test inputs).
 """
 
 from __future__ import annotations
@@ -44,7 +46,11 @@ FIGURE = "figures/{name}.{ext}"
 TABLE = "tables/{name}"
 LOG = "logs/{rule}/{job}.log"
 BENCHMARK = "benchmarks/{rule}/{job}.tsv"
-DOWNLOAD_DONE = "downloads/{ds}.done"
+# Under the resources folder (``resources:``, default resources/): what the workflow downloads or
+# retrieves, never what it computes (results/).
+MP_DOWNLOAD = "mp/{ds}"
+MP_METADATA = "mp/{ds}/metadata.csv"
+DOWNLOAD_DONE = "mp/{ds}.done"
 
 
 def path(results: str, pattern: str, **fields) -> str:
@@ -68,14 +74,15 @@ def benchmark(results: str, rule: str, *parts: str) -> str:
 
 # ---------------------------------------------------------------------------------------------- variants
 VARIANT_RE = re.compile(
-    r"^(?P<input>[a-z]+)-f(?P<features>\d+)(?:-n(?P<points>\d+))?(?:-ft(?P<pretrained>[A-Za-z0-9_]+?))?"
-    r"(?:-zs(?P<source>[A-Za-z0-9_]+?))?(?P<aug>-aug)?-(?P<split>none|formula|structure)-s(?P<seed>\d+)$")
+    r"^(?P<input>[a-z][a-z_]*)-f(?P<features>\d+)(?:-n(?P<points>\d+))?(?:-ft(?P<pretrained>[A-Za-z0-9_]+?))?"
+    r"(?:-zs(?P<source>[A-Za-z0-9_]+?))?(?P<aug>-aug)?(?:-a(?P<augment>shiftrot|shift|rot))?"
+    r"(?:-t(?P<test>shiftrot|shift|rot))?-(?P<split>none|formula|structure)-s(?P<seed>\d+)$")
 #: Snakemake wildcard constraint of {variant} (no named groups: Snakemake reads <name> as a path variable)
 VARIANT_CONSTRAINT = re.sub(r"\(\?P<\w+>", "(?:", VARIANT_RE.pattern[1:-1])
 
 
 def variant(input: str, features: int, split: str, seed: int, points: int = 0, pretrained: str | None = None,
-            source: str | None = None, robust: bool = False) -> str:
+            source: str | None = None, robust: bool = False, augment: str = "", test: str = "") -> str:
     v = f"{input}-f{int(features)}"
     if points:
         v += f"-n{int(points)}"
@@ -85,18 +92,22 @@ def variant(input: str, features: int, split: str, seed: int, points: int = 0, p
         v += f"-zs{source}"
     if robust:
         v += "-aug"
+    if augment:
+        v += f"-a{augment}"
+    if test:
+        v += f"-t{test}"
     return f"{v}-{split}-s{int(seed)}"
 
 
 def parse_variant(text: str) -> dict:
-    """``{input, features, points, pretrained, source, split, seed}`` of a variant string."""
+    """``{input, features, points, pretrained, source, robust, augment, test, split, seed}`` of a variant."""
     m = VARIANT_RE.match(text)
     if not m:
         raise ValueError(f"not an experiment variant: {text!r}")
     d = m.groupdict()
     return {"input": d["input"], "features": int(d["features"]), "points": int(d["points"] or 0),
-            "pretrained": d["pretrained"], "source": d["source"], "robust": bool(d["aug"]), "split": d["split"],
-            "seed": int(d["seed"])}
+            "pretrained": d["pretrained"], "source": d["source"], "robust": bool(d["aug"]),
+            "augment": d["augment"] or "", "test": d["test"] or "", "split": d["split"], "seed": int(d["seed"])}
 
 
 def group_of(variant_: str) -> str:

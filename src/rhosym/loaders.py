@@ -8,7 +8,11 @@ size) is asked of its :class:`rhosym.inputs.InputKind`, so nothing here branches
   (absent from its store) or whose label is missing is skipped and counted; :func:`build_items` logs
   the counts.
 * **Reading.** A dataset holds store paths and row numbers; each worker process opens the stores itself
-  on first use. Decoded inputs are kept in memory between epochs up to ``cache_mb``.
+  on first use. Decoded inputs are kept in memory between epochs up to ``cache_mb`` (per process: each
+  DataLoader worker has its own cache). Memory does not grow with the rows read: a read slices the
+  arrays of one row, an open store keeps its arrays but not its per-row attributes; what is O(rows) is
+  the index and the item lists (a few hundred bytes a row; ``rhosym bench loader``,
+  docs/benchmarks/loader.md).
 * **Augmentations** (``train.augment``, training split only, seeded by (seed, epoch, item)) and
   evaluation transforms (``evaluate:``) are the kind's ``augment`` and ``transform``.
 * **Batches** are formed under a budget of points (density), atoms (graphs) or patterns (XRD) by
@@ -174,12 +178,15 @@ class StoreDataset:
         self.epoch = int(epoch)
 
     def _store(self, k: int) -> tuple:
-        """``(open store, its context)``; never shared across a fork."""
+        """``(open store, its context)``; never shared across a fork. What is kept of a store is the kind's
+        :meth:`~rhosym.inputs.InputKind.reader` (for zarr stores the arrays, not the group attributes, which
+        grow with the rows), so that the stores an epoch opens cost memory per store, not per row."""
         if self._pid != os.getpid():
             self._stores, self._pid = {}, os.getpid()
         if k not in self._stores:
             h = self.kind.open(self.items.paths[k])
-            self._stores[k] = (h, self.kind.context(h) if (self.augment is not None or self.transform) else {})
+            ctx = self.kind.context(h) if (self.augment is not None or self.transform) else {}
+            self._stores[k] = (self.kind.reader(h), ctx)
         return self._stores[k]
 
     def raw(self, i: int) -> dict:
@@ -243,31 +250,76 @@ class BudgetBatchSampler:
 
     Batches hold at most ``max_batch_size`` samples and at most ``budget`` summed size, except a single
     sample above the budget, which forms its own batch (logged once).
+
+    Data-parallel ranks (``replicas`` > 1, :mod:`rhosym.distributed`): every rank packs the same global
+    list of batches (same seeded order), and step ``k`` of the epoch is the global batches ``kN .. kN+N-1``
+    (``N`` = ``replicas``): rank ``r`` takes the batches ``r, r+N, r+2N, ...``. With ``pad`` (training)
+    the global list is padded to a multiple of ``N`` by repeating its first batches, so that every rank
+    takes the same number of steps; :meth:`shares` gives, per step of this rank, the fraction of the
+    step's sample ``weights`` its batch holds (0 for a padding batch). Scaling a rank's mean-reduced loss
+    by ``share × N`` makes DDP's gradient average the exact mean over the step's real samples (padding
+    contributes nothing), whatever the sizes of the N batches. Without ``pad`` (evaluation) the ranks
+    simply split the batches and a rank may have one batch fewer.
     """
 
     def __init__(self, sizes: Sequence[int], budget: int, max_batch_size: int, shuffle: bool = True,
-                 seed: int = 0):
+                 seed: int = 0, rank: int = 0, replicas: int = 1, pad: bool = True,
+                 weights: Sequence[float] | None = None):
         self.sizes = np.asarray(sizes, dtype=np.int64)
         self.budget = int(budget)
         self.max_batch_size = int(max_batch_size)
         self.shuffle = shuffle
         self.seed = seed
         self.epoch = 0
+        self.rank, self.replicas, self.pad = int(rank), int(replicas), bool(pad)
+        if not 0 <= self.rank < self.replicas:
+            raise ValueError(f"rank {rank} is not in 0..{replicas - 1}")
+        self.weights = None if weights is None else np.asarray(weights, dtype=np.float64)
         over = int((self.sizes > self.budget).sum())
-        if over:
+        if over and self.rank == 0:
             log.warning("%d sample(s) above the batch budget of %d (largest %d) form batches of their own",
                         over, self.budget, int(self.sizes.max()))
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
-    def batches(self) -> list[list[int]]:
+    def global_batches(self) -> list[list[int]]:
+        """The batches of all ranks together, in step order (the one-process list)."""
         n = len(self.sizes)
         if self.shuffle:
             order = np.random.default_rng((self.seed, self.epoch)).permutation(n)
         else:
             order = np.arange(n)
         return pack_batches(self.sizes, order, self.budget, self.max_batch_size)
+
+    def _weight(self, batch: list[int]) -> float:
+        return float(len(batch)) if self.weights is None else float(self.weights[batch].sum())
+
+    def plan(self) -> tuple[list[list[int]], list[float]]:
+        """This rank's batches and, for each, its share of its step's weight (class docstring)."""
+        glob = self.global_batches()
+        n = self.replicas
+        if n == 1:
+            return glob, [1.0] * len(glob)
+        real = len(glob)
+        if self.pad and real % n:
+            glob = glob + [glob[i % real] for i in range(n - real % n)]  # repeats of the first batches
+        mine, shares = [], []
+        for k in range(0, len(glob), n):
+            j = k + self.rank
+            if j >= len(glob):
+                break
+            total = sum(self._weight(glob[i]) for i in range(k, min(k + n, real)))
+            mine.append(glob[j])
+            shares.append(self._weight(glob[j]) / total if j < real and total > 0 else 0.0)
+        return mine, shares
+
+    def batches(self) -> list[list[int]]:
+        """This rank's batches (all of them with one rank)."""
+        return self.plan()[0]
+
+    def shares(self) -> list[float]:
+        return self.plan()[1]
 
     def __iter__(self) -> Iterator[list[int]]:
         return iter(self.batches())

@@ -20,19 +20,14 @@ Strength 'none' (the first of the default levels) returns an unchanged copy. Def
 
 :data:`PERTURBATIONS` lists them (name, strength name and unit, default levels from none to strong, the
 moderate level, the input kinds they apply to, the function); :func:`apply_grid` dispatches the dense-grid
-ones. :func:`read_map` reads a measured density (CCP4/MRC map or CHGCAR-like file) onto the same footing as
-the computed dense grids (point ``[i, j, k]`` at fractional ``(i/nx, j/ny, k/nz)``, lattice rows a, b, c).
+ones. Measured densities (CCP4/MRC maps) are read by :func:`rhosym.io.ccp4.read_map`.
 """
 
 from __future__ import annotations
 
-import gzip
 import math
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -401,70 +396,3 @@ def apply_grid(name: str, rho, lattice, strength: float, rng=None) -> np.ndarray
     if name == "wedge":
         return missing_wedge(rho, lattice, strength)
     raise ValueError(f"{name!r} is not a dense-grid perturbation (one of {', '.join(GRID_PERTURBATIONS)})")
-
-
-# ----------------------------------------------------------------------------------- measured maps
-
-def _head(path: Path, n: int = 1024) -> tuple[bytes, bool]:
-    with open(path, "rb") as fh:
-        head = fh.read(n)
-    if head[:2] == b"\x1f\x8b":
-        try:
-            with gzip.open(path, "rb") as fh:
-                return fh.read(n), True
-        except (OSError, EOFError):
-            return b"", True
-    return head, False
-
-
-def _read_ccp4(path: Path, gz: bool) -> tuple[np.ndarray, np.ndarray]:
-    import gemmi
-
-    tmp = None
-    try:
-        if gz and path.suffix.lower() != ".gz":  # gemmi decompresses by file name only
-            fd, tmp = tempfile.mkstemp(suffix=".ccp4")
-            with os.fdopen(fd, "wb") as out, gzip.open(path, "rb") as src:
-                out.write(src.read())
-        m = gemmi.read_ccp4_map(tmp or str(path))
-        m.setup(float("nan"), gemmi.MapSetup.Full)  # full unit cell (symmetry used), axes x, y, z
-    finally:
-        if tmp:
-            os.unlink(tmp)
-    rho = np.array(m.grid, dtype=np.float32, copy=True)
-    if rho.ndim != 3 or rho.size == 0:
-        raise ValueError(f"map grid has shape {rho.shape}")
-    nan = int(np.isnan(rho).sum())
-    if nan:
-        raise ValueError(f"map does not cover the unit cell ({nan} of {rho.size} points missing)")
-    if not np.isfinite(rho).all():
-        raise ValueError("map holds Inf values")
-    cell = m.grid.unit_cell
-    if cell.volume <= 0:
-        raise ValueError(f"map cell is degenerate: {cell}")
-    lattice = np.array(cell.orth.mat, dtype=np.float64).T  # rows a, b, c; a along x (CCP4/PDB convention)
-    return rho, lattice
-
-
-def read_map(path) -> tuple[np.ndarray, np.ndarray]:
-    """A measured density on a grid: ``(rho (nx, ny, nz) float32, lattice (3, 3) rows a, b, c in Å)``, point
-    ``[i, j, k]`` at fractional ``(i/nx, j/ny, k/nz)``.
-
-    CCP4/MRC maps (recognized by ``MAP`` at byte 208; plain or gzip) are read with gemmi, expanded to the full
-    unit cell with the header's space group and sampling (MX, MY, MZ) and reordered to axes a, b, c whatever
-    MAPC/MAPR/MAPS; values in map units; the cell from the header, oriented like gemmi/PDB (a along x, b in
-    the xy plane). Anything else is read as a CHGCAR (rhosym.chgcar.read_chgcar): ρ·V divided by the cell
-    volume, e/Å³, the file's lattice. Raises ``ValueError`` with a one-line reason when unreadable.
-    """
-    path = Path(path)
-    try:
-        head, gz = _head(path)
-        if len(head) >= 212 and head[208:212] == b"MAP ":
-            return _read_ccp4(path, gz)
-        from rhosym.chgcar import read_chgcar
-
-        data = read_chgcar(path)
-        return (data.total / data.volume).astype(np.float32), np.asarray(data.lattice, dtype=np.float64)
-    except (ValueError, RuntimeError, OSError, EOFError, IndexError) as e:
-        reason = " ".join(str(e).split()) or type(e).__name__
-        raise ValueError(f"cannot read map {path.name}: {reason}") from e

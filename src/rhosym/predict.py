@@ -15,7 +15,7 @@ Preprocessing reproduces the checkpoint's training inputs from what the checkpoi
   ``source: direct`` store) and sampled with :func:`rhosym.sampling.sample_one` (method, voxel, frame,
   threshold, point counts, per-structure seed from the global seed and the id, ingest's id rules);
   trained on CHGCAR (valence) densities, only CHGCAR/JSON inputs are accepted. A **measured map**
-  (``.ccp4``, ``.mrc``, ``.map``; rhosym.perturb.read_map) is sampled the same way from its grid and cell:
+  (``.ccp4``, ``.mrc``, ``.map``; rhosym.io.ccp4.read_map) is sampled the same way from its grid and cell:
   no structure and no symmetry finder are involved;
 * **XRD FCN**: :func:`rhosym.xrd.simulate` with the training store's XRD settings, cast to float16 as stored;
 * **CGCNN / coGN**: :func:`rhosym.graphs.build_graph` with the training store's graph settings;
@@ -24,8 +24,9 @@ Preprocessing reproduces the checkpoint's training inputs from what the checkpoi
 Each input gives one result dict: ``source``, ``id``, ``model``, ``task``, ``cell``, ``symmetry_finder``,
 ``answers`` (``{task: {prediction, symbol, top_k}}``: a joint network answers crystal system,
 extinction group and space group; regression: ``{prediction, unit}``), the top-level ``prediction``,
-``symbol`` and ``top_k`` of the finest answer, ``density_source`` (density models) and ``spglib``
-(labels at symprec 0.1), or ``{"source", "error"}`` when the input could not be used.
+``symbol`` and ``top_k`` of the finest answer, ``density_source`` (density models; a map adds
+``map_space_group``, its header's space group, reported and not applied) and ``spglib`` (labels at
+symprec 0.1), or ``{"source", "error"}`` when the input could not be used.
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ class Unit:
     uid: str  # the id ingest would give it (seeds the random sampling)
     file_kind: str  # cif | poscar | chgcar | csv | map
     path: str
-    record: object  # rhosym.structures.StructureRecord (map: structure None, no error)
+    record: object  # rhosym.io.structures.StructureRecord (map: structure None, no error)
 
 
 def is_map(path: str) -> bool:
@@ -134,8 +135,8 @@ def read_inputs(paths: Iterable[str | Path], id_column: str | None = None,
                 cif_column: str | None = None) -> Iterator[Unit]:
     """Every structure of every input file, as :class:`Unit` (unreadable ones carry ``record.error``)."""
     from rhosym.ingest import chgcar_id, cif_stem
+    from rhosym.io.structures import StructureRecord, read_any, sniff_kind
     from rhosym.shards import is_density_json
-    from rhosym.structures import StructureRecord, read_any, sniff_kind
 
     cols = {k: v for k, v in (("id", id_column), ("cif", cif_column)) if v}
     for p in paths:
@@ -219,15 +220,17 @@ def _preprocess_chgcar(unit: Unit, s: Settings) -> tuple[dict, dict]:
 
 def _preprocess_map(unit: Unit, s: Settings) -> tuple[dict, dict]:
     """A measured density on a grid (CCP4/MRC): sampled as the training inputs were, from its own cell."""
-    from rhosym.perturb import read_map
+    from rhosym.io.ccp4 import read_map
 
     if s.features != 1:
         raise ValueError(f"the checkpoint reads {s.features} density features; a map has one (total density)")
-    rho, lattice = read_map(unit.path)
+    m = read_map(unit.path)  # a P1 grid over its cell; the header's space group is reported
+    rho, lattice = m.rho, m.lattice
     if not np.isfinite(rho).all():
         raise ValueError("the map holds NaN/Inf values")
     sample, extra = s.source_kind.from_density(rho, lattice, unit.uid, s)
-    return sample, {"cell": "as_is (map)", "symmetry_finder": False, "density_source": "map", **extra}
+    return sample, {"cell": "as_is (map)", "symmetry_finder": False, "density_source": "map",
+                    "map_space_group": m.space_group, **extra}
 
 
 # ------------------------------------------------------------------------------------------ outputs
@@ -253,7 +256,7 @@ def label_symbol(task: str, label: str) -> str | None:
 
 def spglib_labels(structure) -> dict:
     """``label_structure`` at symprec 0.1: space group, symbol, crystal system, extinction group."""
-    from rhosym.structures import one_line
+    from rhosym.io.structures import one_line
     from rhosym.symmetry import label_structure
 
     try:
@@ -292,7 +295,7 @@ def _result(unit: Unit, meta: dict, pred: dict, info: dict) -> dict:
 
 
 def _error(unit: Unit, exc) -> dict:
-    from rhosym.structures import one_line
+    from rhosym.io.structures import one_line
 
     return {"source": unit.source, "error": one_line(exc) or type(exc).__name__}
 

@@ -109,6 +109,8 @@ INPUT_KINDS: dict[str, InputKindSpec] = {k.name: k for k in (
     InputKindSpec("cgcnn", "rhosym.inputs.graphs:CGCNN", "a crystal graph of every atom of the cell"),
     InputKindSpec("cogn", "rhosym.inputs.graphs:COGN", "an asymmetric-unit graph with multiplicities"),
     InputKindSpec("lattice", "rhosym.inputs.lattice:LATTICE", "the six lattice parameters"),
+    InputKindSpec("lattice_sym", "rhosym.inputs.lattice_sym:LATTICE_SYM",
+                  "the six lattice parameters and the Bravais lattice their metric admits"),
 )}
 
 INPUTS: dict[str, InputSpec] = {i.name: i for i in (
@@ -118,8 +120,20 @@ INPUTS: dict[str, InputSpec] = {i.name: i for i in (
     InputSpec("cgcnn", "cgcnn", "graphs/cgcnn/shard-{shard}.zarr", "graphs_shard", "CGCNN crystal graph"),
     InputSpec("cogn", "cogn", "graphs/cogn/shard-{shard}.zarr", "graphs_shard", "coGN asymmetric-unit graph"),
     InputSpec("lattice", "lattice", "ingest/shard-{shard}.parquet", "ingest_shard", "six lattice parameters"),
+    InputSpec("lattice_sym", "lattice_sym", "ingest/shard-{shard}.parquet", "ingest_shard",
+              "lattice parameters and metric symmetry"),
 )}
 SAMPLINGS = tuple(n for n, i in INPUTS.items() if INPUT_KINDS[i.kind].sampled)
+
+#: geometric augmentations of density inputs, named per experiment (``experiments[].augment``; variant tag
+#: ``-a<name>`` when trained with them, ``-t<name>`` for test predictions made with them): name → the
+#: AugmentSettings flags it turns on. None is on unless an experiment names it (the paper uses none).
+AUGMENTATIONS: dict[str, tuple[str, ...]] = {
+    "shift": ("origin_shift",),
+    "rot": ("rotation",),
+    "shiftrot": ("origin_shift", "rotation"),
+}
+AUGMENTATION_DISPLAY = {"shift": "origin shift", "rot": "rotation", "shiftrot": "origin shift + rotation"}
 GRAPH_KINDS = tuple(n for n, i in INPUTS.items() if i.rule == "graphs_shard")
 
 
@@ -139,12 +153,13 @@ class SparseCNNConfig(Strict):
     BLOCKS: ClassVar[tuple] = ((0, 1, 2, 2, 3), (0, 2, 3, 4, 3))  # (classification, regression), published
     HEAD: ClassVar[tuple] = ((512, 256), (512, 256, 128))
 
-    def resolved(self, regression: bool) -> dict:
-        out = self.model_dump()
-        out["blocks"] = list(self.blocks if self.blocks is not None else self.BLOCKS[int(regression)])
-        out["head"] = list(self.head if self.head is not None else self.HEAD[int(regression)])
-        if not len(out["channels"]) == len(out["blocks"]) == len(out["strides"]):
-            raise ValueError(f"channels, blocks and strides must have the same length: {out}")
+    def resolved(self, regression: bool):
+        """A copy with ``blocks`` and ``head`` filled in for the task kind (the published values)."""
+        out = self.model_copy(update={
+            "blocks": list(self.blocks if self.blocks is not None else self.BLOCKS[int(regression)]),
+            "head": list(self.head if self.head is not None else self.HEAD[int(regression)])})
+        if not len(out.channels) == len(out.blocks) == len(out.strides):
+            raise ValueError(f"channels, blocks and strides must have the same length: {out.model_dump()}")
         return out
 
 
@@ -234,6 +249,9 @@ _PLATEAU = {"scheduler": "plateau", "plateau_factor": 0.5, "plateau_patience": 5
 MODELS: dict[str, ModelSpec] = {m.name: m for m in (
     ModelSpec("lattice", "Lattice only (control)", ("lattice",), LatticeMLPConfig, 0,
               {"all": {"optimizer": "adamw", "lr": 1e-3, "max_batch_size": 64, **_PLATEAU}}, control=True),
+    # the same MLP given the Bravais lattice the metric admits (at two tolerances): the strengthened control
+    ModelSpec("lattice_sym", "Lattice + metric symmetry (control)", ("lattice_sym",), LatticeMLPConfig, 0,
+              {"all": {"optimizer": "adamw", "lr": 1e-3, "max_batch_size": 64, **_PLATEAU}}, control=True),
     ModelSpec("cogn", "coGN", ("cogn",), CoGNConfig, 1,
               {"all": {"optimizer": "adamw", "lr": 5e-4, "max_batch_size": 64, **_PLATEAU}}),
     ModelSpec("cgcnn", "CGCNN", ("cgcnn",), CGCNNConfig, 2,
@@ -295,7 +313,7 @@ DATASET_KINDS: dict[str, DatasetKindSpec] = {k.name: k for k in (
                     "random crystals over the space groups (pyxtal)"),
 )}
 #: density cells (rhosym.cells); 'primitive' is the spglib standard primitive (idealized)
-CELLS = ("conventional", "conventional_refined", "niggli", "as_is", "primitive")
+CELLS = ("conventional", "conventional_refined", "niggli", "lattice_frame", "as_is", "primitive")
 #: cells whose construction calls a symmetry finder (and so may depend on the label's tolerance)
 CELLS_USING_SYMMETRY = ("conventional", "conventional_refined", "primitive")
 SPLIT_RULES = ("none", "formula", "structure")
@@ -346,7 +364,7 @@ TABLE_FILES = {
 
 __all__ = [
     "Strict", "CRYSTAL_SYSTEMS", "TaskSpec", "TASKS", "CLASS_TASKS", "REGRESSION_TASKS", "ANSWER_TASKS",
-    "answers_of", "InputKindSpec", "INPUT_KINDS", "InputSpec", "INPUTS", "SAMPLINGS", "GRAPH_KINDS", "ModelSpec", "MODELS", "STUDY_MODELS",
+    "answers_of", "AUGMENTATIONS", "AUGMENTATION_DISPLAY", "InputKindSpec", "INPUT_KINDS", "InputSpec", "INPUTS", "SAMPLINGS", "GRAPH_KINDS", "ModelSpec", "MODELS", "STUDY_MODELS",
     "DENSITY_MODELS", "CONTROL_MODELS", "model_order", "model_display", "DatasetKindSpec", "DATASET_KINDS",
     "CELLS", "CELLS_USING_SYMMETRY", "SPLIT_RULES", "FigureSpec", "FIGURES", "TABLE_FILES",
 ]

@@ -154,10 +154,10 @@ def robustness_table(frames: list[pd.DataFrame], bootstrap: int = 1000, confiden
     return pd.DataFrame(rows, columns=cols)
 
 
-def run_robustness_table(paths, out_csv: str, evaluate: dict) -> pd.DataFrame:
+def run_robustness_table(paths, out_csv: str, bootstrap: int, confidence: float) -> pd.DataFrame:
     """The ``robustness`` rule: :func:`robustness_table` of the robust_eval outputs of one data set."""
     frames = [pd.read_parquet(p) for p in paths]
-    t = robustness_table(frames, int(evaluate.get("bootstrap", 1000)), float(evaluate.get("confidence", 0.95)))
+    t = robustness_table(frames, bootstrap, confidence)
     Path(out_csv).parent.mkdir(parents=True, exist_ok=True)
     t.to_csv(out_csv, index=False)
     for _, r in t[t["order"] == 0].iterrows():

@@ -36,6 +36,7 @@ from pydantic import (
 )
 
 from rhosym import registry as R
+from rhosym.io.limits import MAX_BYTES, MAX_GRID_POINTS, MAX_INPUT_SITES
 from rhosym.registry import Strict
 
 
@@ -87,13 +88,21 @@ class LabelsSettings(Strict):
 
 
 class IngestSettings(Strict):
-    """Structure checks (the same code runs in `rhosym density|sample|xrd|graph|predict`)."""
+    """Structure checks and input limits (the same code runs in `rhosym density|sample|xrd|graph|predict`)."""
 
     min_distance: float = Field(0.5, description="Reject structures with two atoms closer than this (Å).")
     max_volume: float = Field(5000.0, description="Reject density cells larger than this (Å³).")
     max_sites: int = Field(500, description="Reject density cells with more sites than this.")
     occupancy_tolerance: float = Field(1.05, description="Largest total occupancy of a site accepted "
                                        "(renormalised to 1 above 1).")
+    max_input_sites: int = Field(MAX_INPUT_SITES, ge=1, description="Refuse a structure whose cell, as the file "
+                                 "gives it, holds more sites than this (a CIF's atom-site positions expanded "
+                                 "by its symmetry operations, a POSCAR's or CHGCAR's counts line), before the "
+                                 "full parse and the symmetry search (rhosym.io.limits).")
+    max_bytes: int = Field(MAX_BYTES, ge=1, description="Refuse an input file larger than this once decompressed "
+                           "(bytes); compressed files are streamed and reading stops there.")
+    max_grid_points: int = Field(MAX_GRID_POINTS, ge=1, description="Refuse a CHGCAR, charge-density JSON or "
+                                 "CCP4/MRC map whose grid has more points, read from its header before the data.")
 
 
 class SplitSettings(Strict):
@@ -129,9 +138,11 @@ class DatasetSettings(Strict):
 
     kind: KindName = Field(description="mp_chgcar, cif_dir, cdvae_csv or synthetic.")
     path: str | list[str] | None = Field(None, description="Folder (mp_chgcar, cif_dir) or CSV file(s) "
-                                         "(cdvae_csv; a list is read as one data set). '{data_root}' is replaced.")
+                                         "(cdvae_csv; a list is read as one data set). '{data_root}' is replaced. mp_chgcar without a "
+                                         "path: <resources>/mp/<name>, where download_mp puts what it fetches.")
     metadata: str | None = Field(None, description="mp_chgcar: CSV/JSON with material_id (and task_id), band_gap, "
-                                 "formation_energy_per_atom.")
+                                 "formation_energy_per_atom (default without a path: <resources>/mp/<name>/"
+                                 "metadata.csv).")
     columns: ColumnsSettings | None = Field(None, description="cdvae_csv: column mapping.")
     cell: CellName | None = Field(None, description="Density cell: conventional (lattice transformation of the input, "
                                   "not symmetrized), conventional_refined (spglib's idealized standard cell, paper-like), "
@@ -155,7 +166,7 @@ class DatasetSettings(Strict):
         if bad:
             raise ValueError(f"key(s) {', '.join(bad)} do not apply to kind {self.kind} "
                              f"(its keys: {', '.join(sorted(allowed))})")
-        if self.kind != "synthetic" and not self.path:
+        if self.kind not in ("synthetic", "mp_chgcar") and not self.path:  # mp_chgcar: resources/mp/<ds>
             raise ValueError(f"kind {self.kind} needs a path")
         if self.kind == "mp_chgcar" and self.cell not in (None, "as_is"):
             raise ValueError("mp_chgcar densities keep the CHGCAR's own cell and grid: cell must be as_is")
@@ -189,6 +200,10 @@ class ExperimentBlock(Strict):
                                    "models (zero-shot transfer).")
     robust: bool = Field(False, description="Train with the robustness augmentations too (robustness.train_augment, "
                          "on top of train.augment); the variant is tagged -aug.")
+    augment: list[Literal[("none", *R.AUGMENTATIONS)]] = Field(  # type: ignore[valid-type]
+        ["none"], description="Geometric augmentation of density models, an experiment axis: none (the paper), "
+        "shift (random periodic origin shift), rot (random rotation) or shiftrot. An augmented experiment's "
+        "variant is tagged -a<name>, and it is also tested on inputs transformed the same way (-t<name>).")
 
 
 class DensitySettings(Strict):
@@ -197,12 +212,12 @@ class DensitySettings(Strict):
     path: Literal["dense", "direct"] = Field("dense", description="dense: a dense store per shard, then sampling; "
                                              "direct: structure-derived densities evaluated at the sampled positions.")
     spacing: float = Field(0.06, gt=0, description="Grid spacing (Å) for structure-derived densities (paper: 0.06).")
+    channels: Literal[1, 4] = Field(4, description="mp_chgcar: 1 (total) or 4 (total, magnetization, up, down).")
     b_iso: float = Field(0.5, gt=0, description="Isotropic B (Å²) of sites without a b_iso site property.")
     blur: float = Field(0.0, ge=0, description="Extra B (Å²) added to every atom (gemmi blur).")
     cutoff: float = Field(1e-5, gt=0, description="Atom densities are truncated below this (e/Å³).")
     tolerance: float = Field(0.005, gt=0, description="Reject a structure whose ∫ρ differs from Σ Z·occ by more (relative).")
     max_voxels: int = Field(30_000_000, ge=1, description="Reject structures whose grid has more points.")
-    channels: Literal[1, 4] = Field(4, description="mp_chgcar: 1 (total) or 4 (total, magnetization, up, down).")
 
 
 class SampleSettings(Strict):
@@ -262,24 +277,26 @@ class GraphSettings(Strict):
     kinds: list[Literal[tuple(R.GRAPH_KINDS)]] = Field(list(R.GRAPH_KINDS), description="Graph kinds built for "  # type: ignore[valid-type]
                                                        "every shard of every data set (besides those experiments read).")
     cutoff: float = Field(8.0, gt=0, description="Neighbour cutoff (Å).")
-    cgcnn_max_neighbors: int = Field(12, ge=1, description="CGCNN: nearest neighbours per atom.")
-    cogn_max_neighbors: int = Field(24, ge=1, description="coGN: nearest neighbours per asymmetric-unit atom (plus ties).")
-    cogn_tie_tolerance: float = Field(1e-3, ge=0, description="coGN: neighbours within this of the last kept one are kept (Å).")
-    gaussian_step: float = Field(0.2, gt=0, description="CGCNN Gaussian step and width (Å), stored as attributes.")
-    distance_bins: int = Field(32, ge=1, description="coGN distance bins (attribute).")
     cell: Literal["primitive", "input"] = Field("primitive", description="primitive: spglib standard primitive "
                                                 "(idealized); input: the ingest cell.")
     symprec: float = Field(0.01, gt=0, description="spglib tolerance (Å) for the primitive cell and the asymmetric unit.")
     disorder: Literal["reject", "average"] = Field("reject", description="Partially occupied / mixed sites: reject, "
                                                    "or average node features by occupancy.")
+    cgcnn_max_neighbors: int = Field(12, ge=1, description="CGCNN: nearest neighbours per atom.")
+    gaussian_step: float = Field(0.2, gt=0, description="CGCNN Gaussian step and width (Å), stored as attributes.")
+    cogn_max_neighbors: int = Field(24, ge=1, description="coGN: nearest neighbours per asymmetric-unit atom (plus ties).")
+    cogn_tie_tolerance: float = Field(1e-3, ge=0, description="coGN: neighbours within this of the last kept one are kept (Å).")
+    distance_bins: int = Field(32, ge=1, description="coGN distance bins (attribute).")
 
 
 class AugmentSettings(Strict):
     """Training-time augmentations (seeded per structure and epoch; off at evaluation unless evaluate: asks)."""
 
-    origin_shift: bool = Field(True, description="Density models: random periodic origin shift (fractional, wrapped).")
-    rotation: bool = Field(True, description="Density models: random rotation of the Cartesian points (a rotation "
-                           "whose cell does not fit the frame is redrawn, else skipped).")
+    origin_shift: bool = Field(False, description="Density models: random periodic origin shift by whole voxels "
+                               "(wrapped). Named per experiment (experiments[].augment: [shift]), not set here.")
+    rotation: bool = Field(False, description="Density models: random rotation of the Cartesian points (a rotation "
+                           "whose cell does not fit the frame is redrawn, else skipped). Named per experiment "
+                           "(experiments[].augment: [rot]), not set here.")
     noise_snr: float = Field(0.0, ge=0, description="Density models: additive noise at a random SNR ≥ this "
                              "(0: off; rhosym.perturb.add_noise), on the sampled values.")
     blur: float = Field(0.0, ge=0, description="Density models: random Gaussian smoothing of the sampled values "
@@ -318,6 +335,10 @@ class TrainSettings(Strict):
                               "larger sample forms its own batch.")
     max_batch_size: int = Field(32, ge=1, description="Most samples per batch.")
     accumulate: int = Field(1, ge=1, description="Batches per optimizer step (gradient accumulation).")
+    processes: int = Field(1, ge=1, description="Data-parallel ranks (DistributedDataParallel under torchrun; "
+                           "rhosym.distributed): each optimizer step takes one batch per rank, so the effective "
+                           "batch is this many batches. On CUDA one GPU per rank: the job asks for this many "
+                           "GPUs when train.gpus > 0.")
     grad_clip: float = Field(1.0, ge=0, description="Gradient-norm clipping (0: off).")
     label_smoothing: float = Field(0.0, ge=0, le=1)
     class_weights: bool = Field(False, description="Inverse-frequency class weights from the training split.")
@@ -458,6 +479,9 @@ class Config(Strict):
     shard_size: int = Field(1000, ge=1, description="Target input units per shard.")
     seed: int = Field(0, description="Global seed (synthetic structures, random sampling).")
     data_root: str = Field("../shared/data", description="Replaces '{data_root}' in data-set paths.")
+    resources: str = Field("resources", description="Folder for what the workflow downloads or retrieves (MP "
+                           "charge densities and metadata: resources/mp/<ds>/ when a data set names no path); "
+                           "results/ holds only what the DAG computes.")
     standalone: bool = Field(False, description="A config file with standalone: true is not layered on config.yaml.")
     datasets: dict[str, DatasetSettings] = Field(description="Data sets by name ([A-Za-z0-9_]+).")
     labels: LabelsSettings = Field(default_factory=LabelsSettings)
@@ -488,6 +512,13 @@ class Config(Strict):
     @model_validator(mode="after")
     def _references(self):
         names = list(self.datasets)
+        augments = [("train.augment", self.train.augment)] + [
+            (f"train.models.{m}.augment", blk.augment) for m, blk in self.train.models.items() if blk.augment]
+        for where, aug in augments:
+            for flag, name in (("origin_shift", "shift"), ("rotation", "rot")):
+                if getattr(aug, flag, False):
+                    raise ValueError(f"{where}.{flag}: name it on the experiment instead (experiments[].augment: "
+                                     f"[{name}]), so that its variant, tables and figures say so")
         for i, block in enumerate(self.experiments):
             for ds in (block.datasets or []) + block.transfer_to + ([block.pretrained] if block.pretrained else []):
                 if ds not in self.datasets:
@@ -497,7 +528,12 @@ class Config(Strict):
             if ds not in self.datasets:
                 raise ValueError(f"robustness.datasets names {ds!r}, which is not under datasets:{_suggest(ds, names)}")
         root = self.data_root
-        for d in self.datasets.values():
+        from rhosym.layout import MP_DOWNLOAD, MP_METADATA, path
+
+        for name, d in self.datasets.items():
+            if d.kind == "mp_chgcar" and d.path is None:
+                d.path = path(self.resources, MP_DOWNLOAD, ds=name)
+                d.metadata = d.metadata or path(self.resources, MP_METADATA, ds=name)
             if isinstance(d.path, str):
                 d.path = d.path.replace("{data_root}", root)
             elif d.path is not None:
@@ -526,9 +562,10 @@ class Config(Strict):
         train keys < your train.models.<model> keys < its classification/regression block."""
         return self.train_params(model, task).model_dump()
 
-    def train_params(self, model: str, task: str, robust: bool = False) -> TrainParams:
+    def train_params(self, model: str, task: str, robust: bool = False, augment_name: str = "") -> TrainParams:
         """The typed training settings of a job (:func:`train_params` of your keys); ``robust`` adds the
-        robustness augmentations (robustness.train_augment)."""
+        robustness augmentations (robustness.train_augment), ``augment`` the experiment's geometric ones
+        (registry.AUGMENTATIONS)."""
         kind = "regression" if R.TASKS[task].regression else "classification"
         t = self.train
         given = {k: getattr(t, k) for k in t.model_fields_set if k in PARAM_KEYS}
@@ -550,6 +587,8 @@ class Config(Strict):
                 arch.update(layer.model or {})
         if robust:
             augment.update(self.robustness.train_augment.model_dump())
+        for flag in ("origin_shift", "rotation"):
+            augment[flag] = flag in R.AUGMENTATIONS.get(augment_name, ())
         given.update(augment=augment, model=arch)
         return train_params(model, task, given)
 
@@ -654,7 +693,7 @@ def parse_config(config: dict) -> Config:
                     text = "required key missing"
                 inp = e.get("input")
                 shown = "" if e["type"] == "missing" or isinstance(inp, dict | list) else f" (got {inp!r})"
-                msgs.append(f"{where}: {text}{shown}")
+                msgs.append(f"{where}: {text}{shown}" if e["loc"] else f"{text}{shown}")
     raise ConfigError("\n".join(f"config: {m}" for m in msgs))
 
 

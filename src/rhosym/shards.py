@@ -28,8 +28,7 @@ from pathlib import Path
 CHGCAR_SUFFIXES = ("", ".gz", ".bz2", ".xz")
 CIF_SUFFIXES = (".cif", ".cif.gz", ".cif.bz2", ".cif.xz", ".mmcif", ".mcif")
 _SHARD_FMT = "{:05d}"
-# the same rule as rhosym.mp.is_chgcar_json (which ingest uses to read a unit; mp imports numpy, so it is
-# repeated here, and tests/test_shards_splits.py checks that both agree)
+# the rule of is_density_json, which rhosym.io.mp_json.is_chgcar_json (ingest's reader) uses too
 _NOT_DENSITY_JSON = re.compile(
     r"(?i)^(?:(metadata|meta|summary|summaries|manifest|index|materials?|tasks|config|settings|schema|"
     r"missing|failed|downloads?)"

@@ -109,17 +109,17 @@ def class_distribution(manifest: pd.DataFrame, split: pd.DataFrame) -> pd.DataFr
 
 
 def run_split(manifest_path: str, ingest_paths: list[str], split_out: str, distribution_out: str,
-              params: dict) -> pd.DataFrame:
-    """The ``split`` rule: read the manifest, split it, write the split and its class distribution."""
+              params) -> pd.DataFrame:
+    """The ``split`` rule: read the manifest, split it (``params``: rhosym.settings.SplitSettings), write the
+    split and its class distribution."""
     manifest = pd.read_parquet(manifest_path)
     structures = None
-    if params.get("group_by", "formula") == "structure":
+    if params.group_by == "structure":
         from rhosym.ingest import read_ingest, structure_from_json
 
         structures = {row["id"]: structure_from_json(row["structure"])
                       for p in ingest_paths for row in read_ingest(p, ["id", "structure"]) if row["structure"]}
-    split = make_split(manifest, params.get("fractions", (0.8, 0.1, 0.1)), params.get("seed", 42),
-                       params.get("group_by", "formula"), structures)
+    split = make_split(manifest, params.fractions, params.seed, params.group_by, structures)
     from rhosym.store import atomic_file
 
     with atomic_file(split_out) as tmp:
@@ -130,6 +130,6 @@ def run_split(manifest_path: str, ingest_paths: list[str], split_out: str, distr
     counts = split["split"].value_counts().reindex(SPLITS, fill_value=0)
     n_rej = int((manifest["status"] != "ok").sum())
     log.info("split (%s, seed %s): %s; %d rejected rows not split",
-             params.get("group_by"), params.get("seed"),
+             params.group_by, params.seed,
              ", ".join(f"{k}={v}" for k, v in counts.items()), n_rej)
     return split

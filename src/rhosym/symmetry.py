@@ -67,38 +67,21 @@ _SYSTEM_LAST_SG = (2, 15, 74, 142, 167, 194, 230)
 _PERIOD = 12  # every translation component is a multiple of 1/12
 _BOX = 12     # |h|, |k|, |l| <= _BOX; the partition is final from 4 on (3 gives 98 groups)
 
-# Reflection classes (name, parameter letters, rows of the map params -> hkl), per crystal system.
-_ORTHO_CLASSES = (
-    ("0kl", "kl", ((0, 1, 0), (0, 0, 1))),
-    ("h0l", "hl", ((1, 0, 0), (0, 0, 1))),
-    ("hk0", "hk", ((1, 0, 0), (0, 1, 0))),
-    ("h00", "h", ((1, 0, 0),)),
-    ("0k0", "k", ((0, 1, 0),)),
-    ("00l", "l", ((0, 0, 1),)),
-)
-_CLASSES = {
-    "triclinic": (),
-    "monoclinic": _ORTHO_CLASSES,
-    "orthorhombic": _ORTHO_CLASSES,
-    "tetragonal": (
-        ("hk0", "hk", ((1, 0, 0), (0, 1, 0))),
-        ("0kl", "kl", ((0, 1, 0), (0, 0, 1))),
-        ("hhl", "hl", ((1, 1, 0), (0, 0, 1))),
-        ("00l", "l", ((0, 0, 1),)),
-        ("0k0", "k", ((0, 1, 0),)),
-        ("hh0", "h", ((1, 1, 0),)),
-    ),
-    "trigonal": (
-        ("h-h0l", "hl", ((1, -1, 0), (0, 0, 1))),
-        ("hh-2hl", "hl", ((1, 1, 0), (0, 0, 1))),
-        ("000l", "l", ((0, 0, 1),)),
-    ),
-    "cubic": (
-        ("0kl", "kl", ((0, 1, 0), (0, 0, 1))),
-        ("hhl", "hl", ((1, 1, 0), (0, 0, 1))),
-        ("h00", "h", ((1, 0, 0),)),
-    ),
-}
+# Reflection classes (name, parameter letters, rows of the map params -> hkl), then the classes of each
+# crystal system, in the order their conditions are read.
+_CLASS = {c[0]: c for c in (
+    ("0kl", "kl", ((0, 1, 0), (0, 0, 1))), ("h0l", "hl", ((1, 0, 0), (0, 0, 1))),
+    ("hk0", "hk", ((1, 0, 0), (0, 1, 0))), ("h00", "h", ((1, 0, 0),)), ("0k0", "k", ((0, 1, 0),)),
+    ("00l", "l", ((0, 0, 1),)), ("hhl", "hl", ((1, 1, 0), (0, 0, 1))), ("hh0", "h", ((1, 1, 0),)),
+    ("h-h0l", "hl", ((1, -1, 0), (0, 0, 1))), ("hh-2hl", "hl", ((1, 1, 0), (0, 0, 1))), ("000l", "l", ((0, 0, 1),)),
+)}
+_ORTHO = ("0kl", "h0l", "hk0", "h00", "0k0", "00l")
+_CLASSES = {system: tuple(_CLASS[n] for n in names) for system, names in {
+    "triclinic": (), "monoclinic": _ORTHO, "orthorhombic": _ORTHO,
+    "tetragonal": ("hk0", "0kl", "hhl", "00l", "0k0", "hh0"),
+    "trigonal": ("h-h0l", "hh-2hl", "000l"),
+    "cubic": ("0kl", "hhl", "h00"),
+}.items()}
 _CLASSES["hexagonal"] = _CLASSES["trigonal"]
 
 

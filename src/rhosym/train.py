@@ -10,7 +10,8 @@ learning-rate schedule look at the VALIDATION split only) and :func:`finish`. Ev
 ``history.csv``, ``last.pt`` and, when the validation metric improved, ``checkpoint.pt``, all atomically.
 ``last.pt`` also holds the validation-best weights, so a rerun whose ``checkpoint.pt`` was removed (by
 Snakemake, before a job) writes the best epoch again, never the last one. File format:
-:mod:`rhosym.checkpoint`.
+:mod:`rhosym.checkpoint`. With ``train.processes`` N > 1 the same steps run in N data-parallel ranks
+(DDP under torchrun); what that changes, and what stays exact, is in :mod:`rhosym.distributed`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -151,9 +153,10 @@ class TrainData:
         return self.kind == "regression"
 
 
-def prepare_data(job: TrainJob, cfg: TrainParams, pretrained: dict | None = None) -> TrainData:
+def prepare_data(job: TrainJob, cfg: TrainParams, pretrained: dict | None = None, ctx=None) -> TrainData:
     """Train and val datasets, label maps, normalization and target scaling (all from TRAIN only; a
-    fine-tuned network keeps its pretrained normalization)."""
+    fine-tuned network keeps its pretrained normalization). With data-parallel ranks (``ctx``, a
+    :class:`rhosym.distributed.Context`) the normalization is computed on rank 0 and broadcast."""
     from rhosym import inputs
 
     source = inputs.kind(_registry(job).INPUT_KIND[job.model])
@@ -181,18 +184,23 @@ def prepare_data(job: TrainJob, cfg: TrainParams, pretrained: dict | None = None
         if kind == "regression":
             yt = np.asarray(items["train"].y)
             target = {"mean": float(yt.mean()), "std": float(yt.std()) if yt.std() > 0 else 1.0}
-        norm = datasets["train"].fit_norm(cfg.norm_max_structures, job.seed)
+        fit = partial(datasets["train"].fit_norm, cfg.norm_max_structures, job.seed)
+        norm = ctx.on_main(fit) if ctx is not None else fit()
     for d in datasets.values():
         d.norm = norm
     in_features = source.in_features(job.features, datasets["train"][0]["sample"])
     return TrainData(source, kind, items, datasets, norm, target, in_features)
 
 
-def make_loader(dataset, sizes, collate, cfg: TrainParams, shuffle: bool, seed: int, device, num_workers: int = 0):
+def make_loader(dataset, sizes, collate, cfg: TrainParams, shuffle: bool, seed: int, device, num_workers: int = 0,
+                rank: int = 0, replicas: int = 1, pad: bool = True, weights=None):
+    """DataLoader over the budget batcher; with ``replicas`` > 1 this rank's batches of the global list
+    (:class:`rhosym.loaders.BudgetBatchSampler`)."""
     import torch
     from torch.utils.data import DataLoader
 
-    sampler = L.BudgetBatchSampler(sizes, cfg.batch_budget, cfg.max_batch_size, shuffle=shuffle, seed=seed)
+    sampler = L.BudgetBatchSampler(sizes, cfg.batch_budget, cfg.max_batch_size, shuffle=shuffle, seed=seed,
+                                   rank=rank, replicas=replicas, pad=pad, weights=weights)
     loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=int(num_workers),
                         worker_init_fn=L.seed_worker, generator=torch.Generator().manual_seed(seed),
                         persistent_workers=False, pin_memory=device.type == "cuda")
@@ -384,10 +392,23 @@ def _save(job: TrainJob, meta: C.CheckpointMeta, model, opt, sched, scaler, st: 
     atomic_csv(pd.DataFrame(st.history, columns=HISTORY_COLUMNS), out / "history.csv")
 
 
-def run_epochs(job, cfg, data, model, loaders, opt, sched, scaler, criterion, device, meta, st: LoopState) -> LoopState:
-    """Train until ``epochs`` or early stopping (VALIDATION metric), saving after every epoch."""
+def run_epochs(job, cfg, data, model, loaders, opt, sched, scaler, criterion, device, meta, st: LoopState,
+               ctx=None, net=None) -> LoopState:
+    """Train until ``epochs`` or early stopping (VALIDATION metric), saving after every epoch.
+
+    Data-parallel (``ctx``, :mod:`rhosym.distributed`): ``net`` is ``model`` wrapped in DDP and trains;
+    each rank's loss is scaled by its batch's share of the step (exact gradient of the step's mean loss,
+    padding batches contribute nothing); ``model`` evaluates this rank's validation batches, which rank 0
+    gathers; the metric and the summed training loss are broadcast from rank 0, so every rank takes the
+    same scheduler and early-stopping decisions; rank 0 alone saves."""
+    from contextlib import nullcontext
+
     import torch
 
+    from rhosym.distributed import Context
+
+    ctx = ctx or Context()
+    net = model if net is None else net
     regression = data.regression
     y_std = (data.target or {"std": 1.0})["std"]
     accumulate = max(1, int(cfg.accumulate))
@@ -397,7 +418,7 @@ def run_epochs(job, cfg, data, model, loaders, opt, sched, scaler, criterion, de
         t0 = time.time()
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        model.train()
+        net.train()
         train_loader, train_sampler = loaders["train"]
         train_sampler.set_epoch(epoch)
         data.datasets["train"].set_epoch(epoch)
@@ -405,24 +426,33 @@ def run_epochs(job, cfg, data, model, loaders, opt, sched, scaler, criterion, de
         loss_sum, n_seen = 0.0, 0
         opt.zero_grad(set_to_none=True)
         n_batches = len(train_sampler)
+        shares = train_sampler.shares() if ctx.enabled else None
         for step, (batch, y, _) in enumerate(progress(train_loader, desc=f"epoch {epoch}", total=n_batches), 1):
             batch, y = to_device(batch, device), y.to(device)
             with autocast(device, cfg.amp, cfg.amp_dtype):
-                out = forward(model, batch, regression)
+                out = forward(net, batch, regression)
             loss = criterion(out, y)
-            scaler.scale(loss / accumulate).backward()
-            if step % accumulate == 0 or step == n_batches:
+            share = 1.0 if shares is None else shares[step - 1]
+            sync = step % accumulate == 0 or step == n_batches
+            scaled = loss if shares is None else loss * (share * ctx.world)
+            with net.no_sync() if ctx.enabled and not sync else nullcontext():
+                scaler.scale(scaled / accumulate).backward()
+            if sync:
                 if cfg.grad_clip:
                     scaler.unscale_(opt)
                     torch.nn.utils.clip_grad_norm_(model.parameters(), float(cfg.grad_clip))
                 scaler.step(opt)
                 scaler.update()
                 opt.zero_grad(set_to_none=True)
-            loss_sum += float(loss.detach()) * len(y)
-            n_seen += len(y)
+            n = len(y) if share > 0 else 0  # a padding batch counts nothing
+            loss_sum += float(loss.detach()) * n
+            n_seen += n
         train_seconds = time.time() - t0
         val_loss, out, yv, _ = evaluate(model, loaders["val"][0], device, cfg, regression, criterion)
-        val_metric = metric(out, yv, data.kind, y_std)
+        if ctx.enabled:
+            loss_sum, n_seen, val_loss, out, yv = _gather_epoch(ctx, loss_sum, n_seen, val_loss, out, yv)
+        val_metric = metric(out, yv, data.kind, y_std) if ctx.main else float("nan")
+        val_loss, val_metric, loss_sum, n_seen = ctx.broadcast((val_loss, val_metric, loss_sum, n_seen))
         if cfg.scheduler == "plateau":
             sched.step(val_loss if np.isfinite(val_loss) else loss_sum / max(n_seen, 1))
         else:
@@ -442,11 +472,30 @@ def run_epochs(job, cfg, data, model, loaders, opt, sched, scaler, criterion, de
         if cfg.patience and st.bad_epochs >= int(cfg.patience):
             st.stopped_early = True
             log.info("early stop after epoch %d: no better val %s for %d epochs", epoch, row["metric"], st.bad_epochs)
+        st.stopped_early = ctx.broadcast(st.stopped_early)  # rank 0 decides (all ranks agree by construction)
         log.info("epoch %d: train loss %.4f, val loss %.4f, val %s %.4f, lr %.2e, %.1f s, %.1f samples/s, "
                  "peak %.0f MB", epoch, row["train_loss"], val_loss, row["metric"], val_metric, lr, row["seconds"],
                  row["samples_per_s"], row["peak_mem_mb"])
-        _save(job, meta, model, opt, sched, scaler, st, improved)
+        if ctx.main:
+            _save(job, meta, model, opt, sched, scaler, st, improved)
     return st
+
+
+def _gather_epoch(ctx, loss_sum, n_seen, val_loss, out, yv):
+    """On rank 0: the training-loss sums and the validation outputs of every rank (the full validation set);
+    elsewhere the inputs unchanged (rank 0's values are broadcast afterwards)."""
+    import torch
+
+    nv = len(yv)
+    parts = ctx.gather((loss_sum, n_seen, val_loss * nv if nv else 0.0, nv, out, yv))
+    if not ctx.main:
+        return loss_sum, n_seen, val_loss, out, yv
+    nv = sum(p[3] for p in parts)
+    full = [p for p in parts if p[3]]
+    return (sum(p[0] for p in parts), sum(p[1] for p in parts),
+            sum(p[2] for p in full) / nv if nv else float("nan"),
+            torch.cat([p[4] for p in full]) if full else torch.empty(0),
+            torch.cat([p[5] for p in full]) if full else torch.empty(0))
 
 
 def finish(job: TrainJob, meta: C.CheckpointMeta, st: LoopState) -> None:
@@ -463,27 +512,53 @@ def finish(job: TrainJob, meta: C.CheckpointMeta, st: LoopState) -> None:
         atomic_csv(pd.DataFrame(st.history, columns=HISTORY_COLUMNS), out / "history.csv")
 
 
+def sample_weights(job: TrainJob, cfg: TrainParams, data: TrainData) -> np.ndarray | None:
+    """Per training item, its weight in the mean loss: its class weight for a class-weighted
+    classification loss, else ``None`` (every item weighs 1)."""
+    if data.kind != "classification" or not cfg.class_weights:
+        return None
+    y = np.asarray(data.items["train"].y).astype(np.int64)
+    return class_weight_vector(y, TASKS[job.task].n_out)[y]
+
+
 def train(job: TrainJob) -> dict:
-    """Train one experiment; returns a summary dict (module docstring)."""
+    """Train one experiment; returns a summary dict (module docstring). With ``train.processes`` N > 1 it
+    runs in each of N ranks started by torchrun (:mod:`rhosym.distributed`; ``rhosym train JOB.json``
+    starts them); ValueError (one line) when the number of ranks is not N."""
+    import torch
+
+    from rhosym import distributed as D
+
+    ctx = D.context()
+    D.check_world(ctx, int(job.cfg.processes))
+    if not ctx.main:  # rank 0 logs for all
+        logging.getLogger("rhosym").setLevel(logging.WARNING)
+    if job.threads:
+        torch.set_num_threads(D.rank_threads(job.threads, ctx))
+    with D.session(ctx, pick_device(job.device)) as device:
+        return _train(job, ctx, device)
+
+
+def _train(job: TrainJob, ctx, device) -> dict:
     import torch
 
     from rhosym import __version__
+    from rhosym import distributed as D
 
-    if job.threads:
-        torch.set_num_threads(int(job.threads))
     cfg = job.cfg
     Path(job.out_dir).mkdir(parents=True, exist_ok=True)
-    device = pick_device(job.device)
     seed_everything(job.seed)
     job.stores = [str(s) for s in job.stores]
     pretrained = C.load(job.pretrained) if job.pretrained else None
-    data = prepare_data(job, cfg, pretrained)
+    data = prepare_data(job, cfg, pretrained, ctx)
     reg = _registry(job)
     target = data.target or {"mean": 0.0, "std": 1.0}
     collate = L.Collate(reg.collate, job.model, data.regression, target["mean"], target["std"])
+    weights = sample_weights(job, cfg, data) if ctx.enabled else None
     loaders = {s: make_loader(data.datasets[s], data.items[s].size, collate, cfg, s == "train", job.seed, device,
-                              job.num_workers) for s in ("train", "val")}
-    model = build_network(job, cfg, data, device, pretrained)
+                              job.num_workers, rank=ctx.rank, replicas=ctx.world, pad=s == "train",
+                              weights=weights if s == "train" else None) for s in ("train", "val")}
+    model = D.sync_batchnorm(build_network(job, cfg, data, device, pretrained), ctx, device)
     opt = make_optimizer(model, cfg)
     sched = make_scheduler(opt, cfg)
     use_amp = bool(cfg.amp) and device.type == "cuda"
@@ -508,8 +583,13 @@ def train(job: TrainJob) -> dict:
     log.info("%s/%s (%s, f%d%s) on %s: %d train, %d val, %d parameters, epochs %d..%d", job.model, job.task,
              job.input, job.features, f", {job.points} points" if job.points else "", device, meta.n_train,
              meta.n_val, n_params, st.epoch + 1, cfg.epochs)
-    st = run_epochs(job, cfg, data, model, loaders, opt, sched, scaler, criterion, device, meta, st)
-    finish(job, meta, st)
+    if ctx.enabled:
+        log.info("data-parallel: %d ranks (%s), %d steps per epoch of one batch per rank", ctx.world,
+                 "nccl" if device.type == "cuda" else "gloo", len(loaders["train"][1]))
+    net = D.wrap(model, ctx, device)
+    st = run_epochs(job, cfg, data, model, loaders, opt, sched, scaler, criterion, device, meta, st, ctx, net)
+    if ctx.main:
+        finish(job, meta, st)
     summary = {"best_epoch": st.best_epoch, "best_metric": st.best_metric, "epochs_run": len(st.history),
                "stopped_early": st.stopped_early, "n_train": meta.n_train, "n_val": meta.n_val}
     log.info("done: best val %s %s at epoch %d", "mae" if data.regression else "accuracy", st.best_metric,

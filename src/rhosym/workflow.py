@@ -29,11 +29,12 @@ class Experiment:
     seed: int = 0
     pretrained: str | None = None  # fine-tuned from this data set's checkpoint
     robust: bool = False  # trained with the robustness augmentations too
+    augment: str = ""  # trained with these geometric augmentations (registry.AUGMENTATIONS)
 
     @property
     def variant(self) -> str:
         return L.variant(self.input, self.features, self.split, self.seed, self.points, self.pretrained,
-                         robust=self.robust)
+                         robust=self.robust, augment=self.augment)
 
     @property
     def group(self) -> str:
@@ -55,17 +56,20 @@ class Experiment:
 
 @dataclass(frozen=True)
 class Transfer:
-    """Predictions of a trained experiment on another data set's test split (zero-shot)."""
+    """Predictions of a trained experiment on another data set's test split (zero-shot), or on its own
+    test split with transformed inputs (``test``: an augmentation it was trained with)."""
 
     experiment: Experiment
     target: str
     target_split: str
+    test: str = ""
 
     @property
     def variant(self) -> str:
         e = self.experiment
-        return L.variant(e.input, e.features, self.target_split, e.seed, e.points, None, source=e.dataset,
-                         robust=e.robust)
+        source = e.dataset if self.target != e.dataset else None
+        return L.variant(e.input, e.features, self.target_split, e.seed, e.points, None, source=source,
+                         robust=e.robust, augment=e.augment, test=self.test)
 
 
 def expand_block(cfg, block) -> list[Experiment]:
@@ -75,14 +79,15 @@ def expand_block(cfg, block) -> list[Experiment]:
     """
     out: dict[Experiment, None] = {}
     datasets = block.datasets or list(cfg.datasets)
-    for ds, model, task, feats, sampling, points in itertools.product(
-            datasets, block.models, block.tasks, block.features, block.sampling, block.points):
+    for ds, model, task, feats, sampling, points, aug in itertools.product(
+            datasets, block.models, block.tasks, block.features, block.sampling, block.points, block.augment):
         spec = R.MODELS[model]
         density = spec.sampled
         for split in block.splits or [cfg.primary_split(ds)]:
             for seed in cfg.seeds_of(block):
                 e = Experiment(ds, model, task, spec.input_for(sampling), int(feats) if density else 1,
-                               int(points) if density else 0, split, int(seed), block.pretrained, block.robust)
+                               int(points) if density else 0, split, int(seed), block.pretrained, block.robust,
+                               aug if density and aug != "none" else "")
                 out[e] = None
     return list(out)
 
@@ -97,14 +102,17 @@ def pretrained_source(cfg, e: Experiment) -> Experiment | None:
     if not e.pretrained:
         return None
     return Experiment(e.pretrained, e.model, e.task, e.input, e.features, e.points,
-                      cfg.primary_split(e.pretrained), e.seed, None, e.robust)
+                      cfg.primary_split(e.pretrained), e.seed, None, e.robust, e.augment)
 
 
 def expand_transfers(cfg) -> list[Transfer]:
-    """Zero-shot predictions asked for by ``experiments[].transfer_to``."""
+    """Zero-shot predictions asked for by ``experiments[].transfer_to``, and the predictions of every
+    augmented experiment on its own test split transformed as it was trained (beside its plain ones)."""
     out: dict[Transfer, None] = {}
     for block in cfg.experiments:
-        for e in expand_block(cfg, block) if block.transfer_to else []:
+        for e in expand_block(cfg, block):
+            if e.augment:
+                out[Transfer(e, e.dataset, e.split, test=e.augment)] = None
             for target in block.transfer_to:
                 out[Transfer(e, target, cfg.primary_split(target))] = None
     return list(out)
@@ -158,26 +166,32 @@ def ingest_units(cfg, ds: str, shard: str) -> list[list]:
     return [[u.key, list(u.ref) if isinstance(u.ref, tuple) else u.ref] for u in assigned(cfg, ds).get(shard, [])]
 
 
+def density_path(cfg, ds: str) -> str:
+    """``dense`` or ``direct`` for data set ``ds`` of a ``rhosym.settings.Config`` (``mp_chgcar`` is
+    always dense)."""
+    if cfg.datasets[ds].kind == "mp_chgcar":
+        return "dense"
+    return cfg.density.path
+
+
+def _inputs_needed(cfg, ds: str, always, among: tuple[str, ...], experiments, transfers: bool) -> list[str]:
+    """``always`` plus the inputs of ``among`` that an experiment (or, with ``transfers``, a transfer) of
+    ``ds`` reads, in a stable order."""
+    experiments = expand_experiments(cfg) if experiments is None else experiments
+    reads = [e.input for e in experiments if e.dataset == ds]
+    if transfers:
+        reads += [t.experiment.input for t in expand_transfers(cfg) if t.target == ds]
+    return list(dict.fromkeys([*always, *(i for i in reads if i in among)]))
+
+
 def sample_methods_needed(cfg, ds: str, experiments: list[Experiment] | None = None) -> list[str]:
     """Down-sampling methods some experiment (or transfer) of ``ds`` reads, plus ``sample.methods``."""
-    experiments = expand_experiments(cfg) if experiments is None else experiments
-    methods = dict.fromkeys(cfg.sample.methods)
-    for e in experiments:
-        if e.dataset == ds and e.input in R.SAMPLINGS:
-            methods[e.input] = None
-    for t in expand_transfers(cfg):
-        if t.target == ds and t.experiment.input in R.SAMPLINGS:
-            methods[t.experiment.input] = None
-    return list(methods)
+    return _inputs_needed(cfg, ds, cfg.sample.methods, R.SAMPLINGS, experiments, transfers=True)
 
 
 def graph_kinds_needed(cfg, ds: str, experiments: list[Experiment] | None = None) -> list[str]:
-    experiments = expand_experiments(cfg) if experiments is None else experiments
-    kinds = dict.fromkeys(cfg.graphs.kinds)
-    for e in experiments:
-        if e.dataset == ds and e.input in R.GRAPH_KINDS:
-            kinds[e.input] = None
-    return list(kinds)
+    """Graph kinds some experiment of ``ds`` reads, plus ``graphs.kinds``."""
+    return _inputs_needed(cfg, ds, cfg.graphs.kinds, R.GRAPH_KINDS, experiments, transfers=False)
 
 
 def splits_needed(cfg, ds: str, experiments: list[Experiment] | None = None) -> list[str]:

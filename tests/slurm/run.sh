@@ -2,14 +2,15 @@
 # Integration test of profiles/slurm against a live single-node SLURM started here (make test-slurm).
 #
 # As root on a Debian/Ubuntu machine: installs slurm-wlm and munge when missing, starts a private
-# munged, slurmctld and slurmd (temporary config/state/ports; one node with a fake GPU: gres with
-# File=/dev/null; partitions cpu (default) and gpu), then
+# munged, slurmctld and slurmd (temporary config/state/ports; one node with four fake GPUs: gres with
+# File=<symlinks to /dev/null>; partitions cpu (default) and gpu), then
 #   1. runs the test config locally (profiles/local) as the reference,
 #   2. runs the same config with `snakemake --profile profiles/slurm` + this test's overrides,
 #      cancels one running per-shard SLURM job with scancel and lets Snakemake's retry finish it,
 #   3. checks: every non-local job went through sbatch, GPU rules asked for a GPU and saw
-#      CUDA_VISIBLE_DEVICES, no half-written shard is left, outputs match the local run
-#      (tests/slurm/check_outputs.py),
+#      CUDA_VISIBLE_DEVICES, the data-parallel training job (train.processes: 4 in the test config)
+#      asked for --gpus=4, saw four devices and ran four ranks, no half-written shard is left, outputs
+#      match the local run (tests/slurm/check_outputs.py),
 # and always stops every daemon it started (by PID), also when a step fails.
 # Not root, or no apt-get: prints one line and exits 0 (skipped).
 #
@@ -107,6 +108,13 @@ PIDS+=($!)
 for _ in $(seq 1 50); do [ -S "$MUNGE_SOCK" ] && break; sleep 0.1; done
 [ -S "$MUNGE_SOCK" ] || { say "munged did not start"; exit 1; }
 
+# Four fake GPUs: symlinks to /dev/null (slurmd wants character devices; nothing opens them, SLURM only
+# hands out their indices in CUDA_VISIBLE_DEVICES). The data-parallel training job of the test config
+# (train.processes: 4) asks for all four.
+NGPU=4
+mkdir -p "$WORK/dev"
+for i in $(seq 0 $((NGPU - 1))); do ln -s /dev/null "$WORK/dev/fakegpu$i"; done
+
 # Records the environment of every SLURM task (the GPU check reads CUDA_VISIBLE_DEVICES here).
 cat >"$WORK/task_prolog.sh" <<EOF
 #!/bin/sh
@@ -147,20 +155,20 @@ SlurmdParameters=config_overrides
 MinJobAge=900
 KillWait=5
 InactiveLimit=0
-NodeName=$HOST NodeAddr=127.0.0.1 CPUs=$NCPU RealMemory=$NODE_MEM_MB Gres=gpu:1 State=UNKNOWN
+NodeName=$HOST NodeAddr=127.0.0.1 CPUs=$NCPU RealMemory=$NODE_MEM_MB Gres=gpu:$NGPU State=UNKNOWN
 PartitionName=cpu Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
 PartitionName=gpu Nodes=$HOST MaxTime=INFINITE State=UP
 EOF
 cat >"$WORK/gres.conf" <<EOF
 AutoDetect=off
-NodeName=$HOST Name=gpu File=/dev/null
+NodeName=$HOST Name=gpu File=$WORK/dev/fakegpu[0-$((NGPU - 1))]
 EOF
 
 slurmctld -D -c -f "$SLURM_CONF" >"$WORK/log/slurmctld.out" 2>&1 &
 PIDS+=($!)
 slurmd -D -f "$SLURM_CONF" >"$WORK/log/slurmd.out" 2>&1 &
 PIDS+=($!)
-say "started munged, slurmctld, slurmd (PIDs ${PIDS[*]}); node $HOST: $NCPU CPUs, ${NODE_MEM_MB} MB, gpu:1 (fake)"
+say "started munged, slurmctld, slurmd (PIDs ${PIDS[*]}); node $HOST: $NCPU CPUs, ${NODE_MEM_MB} MB, gpu:$NGPU (fake)"
 state=""
 for _ in $(seq 1 120); do
     state=$(sinfo -h -N -n "$HOST" -o '%t' 2>/dev/null | head -n1 || true)
@@ -275,6 +283,34 @@ else
     say "GPU jobs that saw CUDA_VISIBLE_DEVICES: $seen"
 fi
 
+# Data-parallel training: the test config sets train.processes: 4 for DDP_MODEL. Its train_model job asks
+# for one GPU per rank (--gpus=4), the other training jobs for one (--gpus=1); the job saw four devices
+# and its log shows four ranks (on this CPU-only node: gloo).
+DDP_MODEL=xrd_fcn
+DDP_LINE=$(grep -E -- "--comment '?rule_train_model_wildcards_\S*${DDP_MODEL}" "$CALLS" | head -n1 || true)
+if [ -z "$DDP_LINE" ]; then
+    bad "no train_model job of $DDP_MODEL was submitted"
+else
+    echo "$DDP_LINE" | grep -qE -- '--gpus=4( |$)' \
+        || bad "train_model of $DDP_MODEL (train.processes: 4) was not submitted with --gpus=4: $DDP_LINE"
+    ddp_ids=""
+    for id in $(grep -E 'has been submitted with SLURM jobid' "$LOG" | sed -E 's/.*SLURM jobid ([0-9_]+).*/\1/' || true); do
+        scontrol show job "$id" 2>/dev/null | grep -qE "Comment=rule_train_model_wildcards_\S*${DDP_MODEL}" \
+            && ddp_ids="$ddp_ids $id"
+    done
+    ddp_seen=0
+    for id in $ddp_ids; do
+        scontrol show job "$id" | grep -qE 'TresPerJob=.*gpu:4' || bad "job $id: no gpu:4 in scontrol"
+        grep -qE "^job=$id .*CUDA_VISIBLE_DEVICES=[0-9]+,[0-9]+,[0-9]+,[0-9]+( |$)" "$WORK/job-env.log" \
+            && ddp_seen=$((ddp_seen + 1))
+    done
+    [ "$ddp_seen" -gt 0 ] || bad "the $DDP_MODEL training job did not see four CUDA_VISIBLE_DEVICES (jobs:$ddp_ids)"
+fi
+grep -E -- "--comment '?rule_train_model_wildcards_" "$CALLS" | grep -v -- "$DDP_MODEL" | grep -vqE -- '--gpus=1( |$)' \
+    && bad "a single-process train_model job was not submitted with --gpus=1"
+grep -rqs "data-parallel: 4 ranks" "$SLURM_RES/logs/train_model" \
+    || bad "no train_model log under $SLURM_RES/logs/train_model shows 'data-parallel: 4 ranks'"
+
 # the cancelled job was retried and the run completed
 if [ -z "$killed" ]; then
     bad "no per-shard job was seen running, nothing was cancelled"
@@ -289,6 +325,7 @@ fi
 # ---------------------------------------------------------------- summary (the lead quotes these)
 say "SLURM jobs submitted: $n_jobs (sbatch calls: $n_sbatch); cancelled and retried: ${killed:-none}"
 say "GPU-rule submission: $(echo "$GPU_LINE" | sed -E 's/ --wrap=.*//')"
+say "data-parallel training submission: $(echo "${DDP_LINE:-none}" | sed -E 's/ --wrap=.*//')"
 say "elapsed: $(($(date +%s) - T0)) s in all (SLURM run $SLURM_SECONDS s)"
 if [ "$fail" -ne 0 ]; then
     say "FAILED"; tail -n 30 "$LOG" | sed 's/^/    /'; exit 1

@@ -6,7 +6,6 @@ from rhosym import layout as L
 from rhosym import registry as R
 from rhosym import settings as rs
 from rhosym import workflow as rw
-from rhosym.density import density_path as _density_path
 
 rs.apply_standalone(config, workflow.config_settings.overwrite_config)
 try:
@@ -118,7 +117,7 @@ def get_predictions(wildcards):
 
 def get_sample_source(wildcards):
     """The dense store, or the ingest shard when the density is evaluated directly."""
-    if _density_path(S, wildcards.ds) == "direct":
+    if rw.density_path(S, wildcards.ds) == "direct":
         return path(L.INGEST_SHARD, ds=wildcards.ds, shard=wildcards.shard)
     return path(L.DENSITY_SHARD, ds=wildcards.ds, shard=wildcards.shard)
 

@@ -15,6 +15,7 @@ rule density_shard:
         store=directory(wild(L.DENSITY_SHARD)),
     params:
         density=S.density.model_dump(),
+        limits=S.ingest.model_dump(include={"max_bytes", "max_grid_points", "max_input_sites"}),
     log:
         log_of("density_shard", "{ds}", "{shard}"),
     benchmark:
@@ -36,9 +37,9 @@ rule sample_shard:
         store=directory(wild(L.STORE, store="samples/{method}/shard-{shard}.zarr")),
     params:
         sample=S.sample.model_dump(exclude={"methods"}),
-        density=lambda w: S.density.model_dump() if _density_path(S, w.ds) == "direct" else {},
+        density=lambda w: S.density.model_dump() if rw.density_path(S, w.ds) == "direct" else {},
         seed=S.seed,
-        direct=lambda w: _density_path(S, w.ds) == "direct",
+        direct=lambda w: rw.density_path(S, w.ds) == "direct",
         provenance=lambda w: {
             "kind": S.datasets[w.ds].kind,
             "cell": S.datasets[w.ds].resolved_cell,

@@ -52,11 +52,12 @@ rule manifest:
         "../scripts/manifest.py"
 
 
-# Only when asked for: `snakemake download_mp_<ds>` or the path {RESULTS}/downloads/<ds>.done.
+# Only when asked for: `snakemake download_mp_<ds>` or the path {resources}/mp/<ds>.done. Downloads land
+# under the resources folder (resources/mp/<ds>/ unless the data set names a path), never under results/.
 # Needs MP_API_KEY in the environment and the optional extra rhosym[mp].
 rule download_mp:
     output:
-        touch(wild(L.DOWNLOAD_DONE)),
+        touch(L.pattern(S.resources, L.DOWNLOAD_DONE)),
     params:
         ds=lambda w: S.datasets[w.ds].model_dump(exclude_none=True),
     log:
@@ -80,7 +81,7 @@ for _ds in DATASETS:
             name:
                 f"download_mp_{_ds}"
             input:
-                path(L.DOWNLOAD_DONE, ds=_ds),
+                L.path(S.resources, L.DOWNLOAD_DONE, ds=_ds),
             localrule: True
 
 

@@ -5,6 +5,10 @@
 # resume) go through `resources:` only and never trigger a rerun.
 # last.pt (for resuming a killed job) is kept beside checkpoint.pt but not declared: Snakemake would
 # delete it with the outputs of a failed job.
+# train.processes N > 1 (result-affecting, in params): N data-parallel ranks under torchrun inside the job
+# (rhosym.distributed); a GPU job (train.gpus > 0, device cuda or auto) then asks for one GPU per rank.
+
+from rhosym.distributed import gpu_request
 
 
 rule train_model:
@@ -17,7 +21,8 @@ rule train_model:
         checkpoint=wild(L.CHECKPOINT),
         history=wild(L.HISTORY),
     params:
-        train=lambda w: S.train_params(w.model, w.task, L.parse_variant(w.variant)["robust"]).model_dump(),
+        train=lambda w: S.train_params(w.model, w.task, L.parse_variant(w.variant)["robust"],
+                                       L.parse_variant(w.variant)["augment"]).model_dump(),
         provenance=lambda w: {
             "kind": S.datasets[w.ds].kind,
             "cell": S.datasets[w.ds].resolved_cell,
@@ -32,7 +37,11 @@ rule train_model:
     resources:
         mem_mb=lambda w: S.train_resource(w.model, "mem_mb"),
         runtime=lambda w: S.train_resource(w.model, "runtime"),
-        gpu=lambda w: S.train_resource(w.model, "gpus"),
+        gpu=lambda w: gpu_request(
+            S.train_resource(w.model, "gpus"),
+            S.train_params(w.model, w.task, L.parse_variant(w.variant)["robust"]).processes,
+            S.train_resource(w.model, "device"),
+        ),
         device=lambda w: S.train_resource(w.model, "device"),
         num_workers=lambda w: S.train_resource(w.model, "num_workers"),
         cache_mb=lambda w: S.train_resource(w.model, "cache_mb"),

@@ -1,5 +1,5 @@
 from rhosym.logs import job_logging
-from rhosym.mp import download_mp
+from rhosym.mp_download import download_mp
 
 with job_logging(snakemake.log[0] if snakemake.log else None):
     result = download_mp(dict(snakemake.params.ds))

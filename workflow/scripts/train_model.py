@@ -1,8 +1,11 @@
 # One training job: its typed settings are parsed once here and the job is written beside its checkpoint
 # (job.json: `rhosym train job.json` reruns it outside Snakemake); resources never change the result.
+# train.processes > 1: the job runs as that many data-parallel ranks under torchrun (rhosym.distributed),
+# each rank running `rhosym train job.json`; their output goes to the job's log.
 from pathlib import Path
 
 from rhosym import layout
+from rhosym.distributed import launch
 from rhosym.logs import job_logging
 from rhosym.settings import TrainParams
 from rhosym.train import TrainJob, train
@@ -21,4 +24,10 @@ with job_logging(snakemake.log[0] if snakemake.log else None):
         cache_mb=int(r.cache_mb))
     out_dir.mkdir(parents=True, exist_ok=True)
     job.to_json(out_dir / "job.json")
-    train(job)
+    if job.cfg.processes > 1:
+        rc = launch(str(out_dir / "job.json"), job.cfg.processes, log_file=snakemake.log[0] if snakemake.log else None)
+        if rc:
+            raise RuntimeError(f"data-parallel training with {job.cfg.processes} processes failed (torchrun exit "
+                               f"status {rc}); the ranks' messages are in this log")
+    else:
+        train(job)

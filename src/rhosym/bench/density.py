@@ -126,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def bench_chgcar() -> None:
-    from rhosym.chgcar import _read_bytes, read_chgcar
+    from rhosym.io.chgcar import read_chgcar
+    from rhosym.io.compress import read_bytes
 
     folder = SHARED / "chgcar"
     files = sorted(folder.glob("*CHGCAR*")) if folder.is_dir() else []
@@ -135,7 +136,7 @@ def bench_chgcar() -> None:
         return
     from pymatgen.io.vasp import Chgcar
 
-    size = sum(len(_read_bytes(f)) for f in files)
+    size = sum(len(read_bytes(f)) for f in files)
     t0 = time.perf_counter()
     for f in files:
         read_chgcar(f)

@@ -278,11 +278,11 @@ def step_make_manifest(work: Path, rows: int) -> dict:
 
 
 def step_split(work: Path, group_by: str) -> dict:
+    from rhosym.settings import SplitSettings
     from rhosym.splits import run_split
 
     sp = run_split(str(work / "manifest.parquet"), [], str(work / f"split-{group_by}.parquet"),
-                   str(work / f"distribution-{group_by}.csv"), {"group_by": group_by, "seed": 42,
-                                                                 "fractions": (0.8, 0.1, 0.1)})
+                   str(work / f"distribution-{group_by}.csv"), SplitSettings(group_by=group_by))
     return {"rows": len(sp)}
 
 

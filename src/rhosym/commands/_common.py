@@ -63,30 +63,62 @@ def _default(cls, name: str):
     return cls.model_fields[name].default
 
 
-def add_check_options(parser, occupancy: bool = True, defaults: str | None = None) -> None:
-    """``--min-distance``, ``--max-volume``, ``--max-sites`` (and ``--occupancy-tolerance``): ingest's
-    structure checks (rhosym.settings.IngestSettings; the defaults are read from there)."""
+def _ingest_default(name: str, defaults: str | None) -> str:
+    """``default X`` (or ``default: <defaults>, else X``) for the help of an ingest setting's option."""
     from rhosym.settings import IngestSettings
 
-    def d(name: str) -> str:
-        v = _default(IngestSettings, name)
-        return f"default: {defaults}, else {v}" if defaults else f"default {v}"
+    v = _default(IngestSettings, name)
+    return f"default: {defaults}, else {v}" if defaults else f"default {v}"
 
+
+def add_settings_options(parser, cls, names, group: str | None = None) -> None:
+    """``--<name>`` options for fields of a settings class, typed and described from the class itself (its
+    description and default: written once); an option not given is None (the setting's default)."""
+    import typing
+
+    g = parser.add_argument_group(group) if group else parser
+    for name in names:
+        f = cls.model_fields[name]
+        choices = typing.get_args(f.annotation) if typing.get_origin(f.annotation) is typing.Literal else None
+        kind = type(choices[0]) if choices else f.annotation
+        g.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, choices=choices,
+                       help=f"{f.description or name} (default {f.default})".replace("%", "%%"))
+
+
+def add_check_options(parser, occupancy: bool = True, defaults: str | None = None) -> None:
+    """``--min-distance``, ``--max-volume``, ``--max-sites`` (and ``--occupancy-tolerance``): ingest's
+    structure checks (rhosym.settings.IngestSettings; the defaults are read from there); and the input
+    limits (:func:`add_limit_options`)."""
     g = parser.add_argument_group("structure checks (as ingest; rhosym.settings.IngestSettings)")
-    g.add_argument("--min-distance", type=float, metavar="A",
-                   help=f"reject two atoms closer than this, in A ({d('min_distance')})")
-    g.add_argument("--max-volume", type=float, metavar="A3",
-                   help=f"reject density cells larger than this, in A^3 ({d('max_volume')})")
-    g.add_argument("--max-sites", type=int, metavar="N",
-                   help=f"reject density cells with more sites ({d('max_sites')})")
-    if occupancy:
-        g.add_argument("--occupancy-tolerance", type=float, metavar="X",
-                       help=f"largest total site occupancy accepted ({d('occupancy_tolerance')})")
+    for flag, kind, metavar, what in (
+            ("--min-distance", float, "A", "reject two atoms closer than this, in A"),
+            ("--max-volume", float, "A3", "reject density cells larger than this, in A^3"),
+            ("--max-sites", int, "N", "reject density cells with more sites"),
+            ("--occupancy-tolerance", float, "X", "largest total site occupancy accepted")):
+        if occupancy or flag != "--occupancy-tolerance":
+            g.add_argument(flag, type=kind, metavar=metavar,
+                           help=f"{what} ({_ingest_default(flag[2:].replace('-', '_'), defaults)})")
+    add_limit_options(parser, defaults)
+
+
+def add_limit_options(parser, defaults: str | None = None) -> None:
+    """``--max-input-sites``, ``--max-bytes``, ``--max-grid-points``: the input limits (rhosym.io.limits,
+    the settings ``ingest.max_*``), checked before a file is parsed."""
+    g = parser.add_argument_group("input limits (checked before parsing; rhosym.io.limits)")
+    for flag, metavar, what in (
+            ("--max-input-sites", "N", "refuse a file whose cell, as given, holds more sites"),
+            ("--max-bytes", "BYTES", "refuse a file larger than this once decompressed"),
+            ("--max-grid-points", "N", "refuse a CHGCAR, JSON or map whose grid has more points")):
+        g.add_argument(flag, type=int, metavar=metavar,
+                       help=f"{what} ({_ingest_default(flag[2:].replace('-', '_'), defaults)})")
+
+
+LIMIT_KEYS = ("max_input_sites", "max_bytes", "max_grid_points")
 
 
 def check_overrides(args) -> dict:
     """The ingest settings given on the command line (only those given)."""
-    keys = ("min_distance", "max_volume", "max_sites", "occupancy_tolerance")
+    keys = ("min_distance", "max_volume", "max_sites", "occupancy_tolerance") + LIMIT_KEYS
     return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
 
 
@@ -121,23 +153,26 @@ def is_charge_density(path: str | Path) -> bool:
 
 
 def read_structure(path: str | Path, ingest) -> tuple[object, str]:
-    """``(StructureRecord, source)`` of the one structure a file holds, read as ingest reads it
-    (rhosym.structures.read_any; an MP charge-density JSON with rhosym.ingest.read_json_structure).
+    """``(StructureRecord, source)`` of the one structure a file holds, read as ingest reads it, within
+    its input limits (rhosym.io.structures.read_any; an MP charge-density JSON with
+    rhosym.ingest.read_json_structure).
 
     ``source`` is the path, with ``#block`` / ``#row`` when the file holds several structures; then the
     first is used (a warning names it). Raises :class:`InputError` (file unreadable, no structure) or
     ``OSError`` (no such file)."""
+    from rhosym.io.limits import limits_of
+    from rhosym.io.structures import read_any
     from rhosym.shards import is_density_json
-    from rhosym.structures import read_any
 
     p = str(path)
     require_file(p)
+    limits = limits_of(ingest)
     if is_density_json(Path(p).name):
         from rhosym.ingest import read_json_structure
 
-        records = [read_json_structure(p)[0]]
+        records = [read_json_structure(p, limits)[0]]
     else:
-        records = list(read_any(p, occupancy_tolerance=float(ingest.occupancy_tolerance)))
+        records = list(read_any(p, occupancy_tolerance=float(ingest.occupancy_tolerance), limits=limits))
     if not records:
         raise InputError("no structure in the file", p)
     rec = records[0]

@@ -51,6 +51,7 @@ def run(args) -> int:
         remove_output,
     )
     from rhosym.density import grid_shape, read_charge_density, write_density_store
+    from rhosym.io.limits import use_limits
     from rhosym.logs import setup_logging
     from rhosym.settings import DensitySettings, section
     from rhosym.store import read_attrs
@@ -66,11 +67,8 @@ def run(args) -> int:
             raise InputError(f"a charge density keeps its own cell and grid: --cell must be as_is, not {args.cell}",
                              source)
         prepare_structure(rec, source, "as_is", ingest)
-        with about(source):  # the grids themselves (NaN/Inf, truncation), before anything is written
-            data = read_charge_density(path)
-            nvox = int(np.prod(data.shape))
-            if nvox > cfg.max_voxels:
-                raise InputError(f"grid {tuple(data.shape)} has {nvox} voxels > max_voxels {cfg.max_voxels}")
+        with about(source):  # the grids themselves (limits, NaN/Inf, truncation), before anything is written
+            data = read_charge_density(path, ingest, cfg.max_voxels)
         del data
         row = {"id": sid, "kind": "mp_chgcar", "chgcar_path": str(path)}
     else:
@@ -82,7 +80,8 @@ def run(args) -> int:
             raise InputError(f"{cell} cell on a {cfg.spacing} A grid {shape} has {nvox} voxels > max_voxels "
                              f"{cfg.max_voxels}", source)
         row = {"id": sid, "kind": "file", "structure": json.dumps(dc.as_dict())}  # as ingest stores it
-    counts = write_density_store(args.out, [row], cfg)
+    with use_limits(ingest):  # the store's reader of a CHGCAR/JSON
+        counts = write_density_store(args.out, [row], cfg)
     if counts["ok"] == 0:
         reason = read_attrs(args.out)["rejected"].get(sid) or "rejected"
         remove_output(args.out)

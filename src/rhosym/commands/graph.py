@@ -11,20 +11,18 @@ HELP = "Build the CGCNN or coGN crystal graph of one structure file (.npz or .js
 
 
 def add_arguments(parser) -> None:
-    from rhosym.commands._common import add_check_options
+    from rhosym.commands._common import add_check_options, add_settings_options
+    from rhosym.registry import GRAPH_KINDS
     from rhosym.settings import GraphSettings
 
-    d = {k: f.default for k, f in GraphSettings.model_fields.items()}
     parser.add_argument("file", help="structure file pymatgen reads (CIF, POSCAR, CHGCAR, ...)")
-    parser.add_argument("--kind", choices=["cgcnn", "cogn"], default="cgcnn")
+    parser.add_argument("--kind", choices=list(GRAPH_KINDS), default=GRAPH_KINDS[0])
     parser.add_argument("--out", required=True, help="output: .npz (arrays) or .json")
-    parser.add_argument("--disorder", choices=["reject", "average"], default=d["disorder"],
-                        help="partially occupied / mixed sites: refuse, or occupancy-weighted features "
-                             f"(default {d['disorder']})")
-    parser.add_argument("--cell", choices=["primitive", "input"], default=d["cell"],
-                        help=f"cell of the graph (default {d['cell']})")
-    parser.add_argument("--cutoff", type=float, default=d["cutoff"], help=f"neighbour cutoff, A (default {d['cutoff']})")
+    add_settings_options(parser, GraphSettings, GRAPH_OPTIONS, "graph (rhosym.settings.GraphSettings)")
     add_check_options(parser)
+
+
+GRAPH_OPTIONS = ("disorder", "cell", "cutoff")
 
 
 def run(args) -> int:
@@ -37,7 +35,7 @@ def run(args) -> int:
     from rhosym.logs import setup_logging
 
     log = setup_logging()
-    cfg = {"disorder": args.disorder, "cell": args.cell, "cutoff": args.cutoff}
+    cfg = {k: getattr(args, k) for k in GRAPH_OPTIONS}  # None: the setting's default (rhosym.graphs)
     ingest = ingest_settings(args)
     rec, source = read_structure(args.file, ingest)
     structure, _labels = prepare_structure(rec, source, "as_is", ingest)  # ingest's checks, input cell

@@ -1,7 +1,8 @@
 """``rhosym labels FILE...``: symmetry labels of every structure in CIF, POSCAR, CHGCAR and CSV files.
 
 One JSON line per structure on stdout; a file or structure that cannot be read or labelled gives its own
-``{"source", "error"}`` line and the others go on. Exit status 0 when at least one structure was
+``{"source", "error"}`` line and the others go on. The input limits (rhosym.io.limits: ``--max-input-sites``,
+``--max-bytes``, ``--max-grid-points``, the ingest defaults) are checked before a file is parsed. Exit status 0 when at least one structure was
 labelled (or there was none), 1 when every input failed.
 """
 
@@ -24,14 +25,22 @@ def add_arguments(parser) -> None:
                         help=f"spglib angle tolerance (degrees, default {angle})")
     parser.add_argument("--occupancy-tolerance", type=float, default=occ,
                         help=f"largest total site occupancy accepted in CIFs (default {occ})")
+    from rhosym.commands._common import add_limit_options
+
+    add_limit_options(parser)
 
 
-def label_lines(files, symprec: float = 0.1, angle_tolerance: float = 5.0, occupancy_tolerance: float = 1.05):
-    """One dict per structure: ``source`` plus the labels, or ``source`` and ``error``."""
+def label_lines(files, symprec: float = 0.1, angle_tolerance: float = 5.0, occupancy_tolerance: float = 1.05,
+                limits=None):
+    """One dict per structure: ``source`` plus the labels, or ``source`` and ``error``; files are read within
+    ``limits`` (rhosym.io.limits; default: those in force)."""
     import os
 
-    from rhosym.structures import one_line, read_any
+    from rhosym.io.limits import limits_of
+    from rhosym.io.structures import one_line, read_any
     from rhosym.symmetry import label_structure
+
+    limits = limits_of(limits)
 
     for f in files:
         if not os.path.exists(f):
@@ -41,7 +50,7 @@ def label_lines(files, symprec: float = 0.1, angle_tolerance: float = 5.0, occup
             yield {"source": str(f), "error": "is a directory, not a file"}
             continue
         try:
-            records = list(read_any(f, occupancy_tolerance=occupancy_tolerance))
+            records = list(read_any(f, occupancy_tolerance=occupancy_tolerance, limits=limits))
         except Exception as exc:  # noqa: BLE001 - one bad file never stops the command
             yield {"source": str(f), "error": one_line(f"{type(exc).__name__}: {exc}")}
             continue
@@ -68,8 +77,12 @@ def run(args) -> int:
     import json
     import sys
 
+    from rhosym.commands._common import LIMIT_KEYS
+    from rhosym.io.limits import limits_of
+
+    limits = limits_of({k: getattr(args, k, None) for k in LIMIT_KEYS})
     n_ok = n_err = 0
-    for line in label_lines(args.files, args.symprec, args.angle_tolerance, args.occupancy_tolerance):
+    for line in label_lines(args.files, args.symprec, args.angle_tolerance, args.occupancy_tolerance, limits):
         if "error" in line:
             n_err += 1
         else:

@@ -2,7 +2,8 @@
 
 Prints one JSON object per structure (one line each), or writes a CSV table with ``--out``. Every
 structure goes through ingest's checks (rhosym.ingest.prepare) with the checkpoint's ingest settings, or
-those given with ``--min-distance``, ``--max-volume``, ``--max-sites``; a bad input is its own
+those given with ``--min-distance``, ``--max-volume``, ``--max-sites`` (and the input limits
+``--max-input-sites``, ``--max-bytes``, ``--max-grid-points``); a bad input is its own
 ``{"source", "error"}`` line and the others go on. Exit status: 0 when at least one structure was
 predicted (or there was none), 1 when every structure failed, 2 when the checkpoint cannot be used
 (missing, unreadable, unsafe: one line ``rhosym predict: CHECKPOINT: reason`` on stderr) or cannot be
@@ -42,6 +43,7 @@ def run(args) -> int:
 
     from rhosym.checkpoint import CheckpointError
     from rhosym.commands._common import InputError, check_overrides, ingest_settings
+    from rhosym.io.limits import use_limits
     from rhosym.logs import setup_logging
     from rhosym.predict import PredictRefused, open_checkpoint, predict_units, read_inputs, results_table
 
@@ -63,16 +65,17 @@ def run(args) -> int:
     units = read_inputs(args.inputs, args.id_column, args.cif_column)
     n_ok = n_err = 0
     rows = []
-    for r in predict_units(units, model, meta, settings, args.top_k, args.batch_size):
-        if "error" in r:
-            n_err += 1
-        else:
-            n_ok += 1
-        if args.out:
-            rows.append(r)
-        else:
-            sys.stdout.write(json.dumps(r) + "\n")
-            sys.stdout.flush()
+    with use_limits(settings.ingest):  # the input limits (rhosym.io.limits) reach every reader below
+        for r in predict_units(units, model, meta, settings, args.top_k, args.batch_size):
+            if "error" in r:
+                n_err += 1
+            else:
+                n_ok += 1
+            if args.out:
+                rows.append(r)
+            else:
+                sys.stdout.write(json.dumps(r) + "\n")
+                sys.stdout.flush()
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -12,21 +12,18 @@ HELP = "Down-sample a dense density store to points and sparse voxels (random or
 
 
 def add_arguments(parser) -> None:
+    from rhosym.commands._common import add_settings_options
+    from rhosym.registry import SAMPLINGS
     from rhosym.settings import SampleSettings
 
-    d = {k: f.default for k, f in SampleSettings.model_fields.items()}
     parser.add_argument("store", help="dense density store (rhosym density / the density rule)")
-    parser.add_argument("--method", choices=["random", "grid"], default="grid")
+    parser.add_argument("--method", choices=list(SAMPLINGS), default="grid")
     parser.add_argument("--out", required=True, help="output sample store (.zarr)")
-    parser.add_argument("--threshold", type=float,
-                        help=f"keep points with total density above this, e/A^3 (default {d['threshold']})")
-    parser.add_argument("--voxel", type=float, help=f"voxel size in A (default {d['voxel']})")
-    parser.add_argument("--frame", type=float, help=f"virtual frame edge in A (default {d['frame']})")
-    parser.add_argument("--points-per-A3", type=float, dest="points_per_A3",
-                        help=f"random: points per A^3 (default {d['points_per_A3']})")
-    parser.add_argument("--min-points", type=int, help=f"random: fewest points (default {d['min_points']})")
-    parser.add_argument("--max-points", type=int, help=f"random: most points (default {d['max_points']})")
+    add_settings_options(parser, SampleSettings, SAMPLE_OPTIONS, "sampling (rhosym.settings.SampleSettings)")
     parser.add_argument("--seed", type=int, default=0, help="global seed (per-structure seeds derive from it)")
+
+
+SAMPLE_OPTIONS = ("threshold", "voxel", "frame", "points_per_A3", "min_points", "max_points")
 
 
 def check_density_store(path) -> dict:
@@ -73,8 +70,7 @@ def run(args) -> int:
 
     setup_logging()
     check_density_store(args.store)
-    cfg = {k: getattr(args, k) for k in ("threshold", "voxel", "frame", "points_per_A3", "min_points",
-                                          "max_points")}
+    cfg = {k: getattr(args, k) for k in SAMPLE_OPTIONS}
     counts = write_sample_store(args.store, args.out, args.method, cfg, seed=args.seed)
     if not counts["ok"]:
         rej = read_attrs(args.out).get("rejected") or {}

@@ -5,6 +5,11 @@ manifest, split, the resolved training settings and the job resources) as ``job.
 checkpoint. This command runs such a file: to rerun or resume one experiment by hand, on another machine,
 or under a launcher. Resources may be overridden on the command line; settings that change the result
 may not (edit the config and let Snakemake rerun instead).
+
+A job with ``train.processes`` N > 1 (data-parallel, :mod:`rhosym.distributed`) started outside a
+launcher starts ``torchrun --standalone --nproc_per_node N`` on this same command and returns its exit
+status (non-zero when any rank failed); under ``torchrun`` (``WORLD_SIZE`` set) each rank trains and
+rank 0 prints the summary.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     import json
+    import os
+    import sys
 
     from rhosym.commands._common import about, require_file
     from rhosym.logs import setup_logging
@@ -36,6 +43,19 @@ def run(args) -> int:
             setattr(job, key, value)
     if args.no_resume:
         job.resume = False
+    processes = int(job.cfg.processes)
+    if processes > 1 and "WORLD_SIZE" not in os.environ:
+        from rhosym.distributed import launch
+
+        given = [f"--{k.replace('_', '-')}={v}" for k, v in (("device", args.device), ("threads", args.threads),
+                                                            ("num_workers", args.num_workers)) if v is not None]
+        rc = launch(args.file, processes, given + (["--no-resume"] if args.no_resume else []))
+        if rc:
+            print(f"rhosym train: {args.file}: data-parallel training with {processes} processes failed (torchrun "
+                  f"exit status {rc}; the ranks' messages are above)", file=sys.stderr)
+            return 1
+        return 0
     summary = train(job)
-    print(json.dumps(summary))
+    if int(os.environ.get("RANK", 0)) == 0:
+        print(json.dumps(summary))
     return 0

@@ -73,10 +73,14 @@ class Density(InputKind):
         ids = [str(i) for i in handle.attrs.get("ids", [])]
         return ids, np.diff(np.asarray(handle["offsets"][:], dtype=np.int64))
 
+    read_attrs = ("spatial_shape",)
+
     def context(self, handle) -> dict:
         a = dict(handle.attrs)
-        return {"cells": a.get("cells") or [], "voxel": float(a.get("voxel", 0.25)),
-                "frame": float(a.get("frame", 64.0))}
+        # cells as one (n, 3, 3) array: 72 bytes a row where the attribute's nested lists take ~600
+        cells = np.asarray(a.get("cells") or [], dtype=np.float64).reshape(-1, 3, 3)
+        return {"cells": cells, "voxel": float(a["voxel"]), "frame": float(a["frame"]),
+                "rebin": a.get("method") == "grid"}
 
     def read(self, handle, row: int, opts: ReadOptions) -> dict:
         o0, o1 = (int(v) for v in handle["offsets"][row:row + 2])
@@ -125,9 +129,10 @@ class Density(InputKind):
     def _geometry(self, sample, rng, shift: bool, rotation: bool, ctx: dict, row: int) -> dict:
         from rhosym.augment import transform_density_sample
 
-        cells = ctx.get("cells") or []
-        if (shift or rotation) and row < len(cells):
-            return transform_density_sample(sample, cells[row], rng, ctx["voxel"], ctx["frame"], shift, rotation)
+        cells = ctx.get("cells")
+        if (shift or rotation) and cells is not None and row < len(cells):
+            return transform_density_sample(sample, cells[row], rng, ctx["voxel"], ctx["frame"], shift, rotation,
+                                            rebin=bool(ctx.get("rebin")))
         return sample
 
     def augment(self, sample, rng, augment, ctx):

@@ -54,7 +54,7 @@ Configuration
 -------------
 Each model's architecture settings are a class in :mod:`rhosym.registry` (``MODELS[name].config``),
 with the published values as defaults; :func:`build_model` validates the ``model`` block against it
-(unknown keys are errors) and passes the resolved dict to the module's ``build``.
+(unknown keys are errors) and passes the typed, resolved settings object to the module's ``build``.
 """
 
 from __future__ import annotations
@@ -87,10 +87,11 @@ INPUT_KIND = _InputKinds()
 __all__ = ["MODELS", "INPUT_KIND", "build_model", "collate", "sample_size", "model_config"]
 
 
-def model_config(name: str, cfg: dict | None, regression: bool) -> dict:
-    """The architecture settings of ``name``: defaults of its registry class, then ``cfg``."""
-    c = SPECS[name].config.model_validate(dict(cfg or {}))
-    return c.resolved(regression) if hasattr(c, "resolved") else c.model_dump()
+def model_config(name: str, cfg: dict | None, regression: bool):
+    """The architecture settings of ``name``, typed (its registry class): defaults, then ``cfg``, resolved
+    for the task kind where the class says how (``resolved``)."""
+    c = cfg if isinstance(cfg, SPECS[name].config) else SPECS[name].config.model_validate(dict(cfg or {}))
+    return c.resolved(regression) if hasattr(c, "resolved") else c
 
 
 def build_model(name: str, n_out: int, regression: bool, in_features: int, cfg: dict | None = None):

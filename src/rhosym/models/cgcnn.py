@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rhosym.models.common import GaussianExpansion, SafeBatchNorm1d, segment_mean, segment_sum
+from rhosym.registry import CGCNNConfig
 
 
 class CGConv(nn.Module):
@@ -33,21 +34,18 @@ class CGConv(nn.Module):
 
 
 class CGCNN(nn.Module):
-    def __init__(self, in_features: int, n_out: int, regression: bool, cfg: dict | None = None):
+    def __init__(self, in_features: int, n_out: int, regression: bool, cfg: CGCNNConfig):
         super().__init__()
-        atom_fea_len = int(cfg["atom_fea_len"])
-        h_fea_len = int(cfg["h_fea_len"])
-        n_conv = int(cfg["n_conv"])
-        n_h = int(cfg["n_h"])
-        self.expand = GaussianExpansion(0.0, float(cfg["dmax"]), step=float(cfg["step"]))
-        self.embedding = nn.Linear(in_features, atom_fea_len)
-        self.convs = nn.ModuleList([CGConv(atom_fea_len, self.expand.n) for _ in range(n_conv)])
-        hidden: list[nn.Module] = [nn.Linear(atom_fea_len, h_fea_len), nn.Softplus()]
-        for _ in range(n_h - 1):
-            hidden += [nn.Linear(h_fea_len, h_fea_len), nn.Softplus()]
+        width, hidden_width = cfg.atom_fea_len, cfg.h_fea_len
+        self.expand = GaussianExpansion(0.0, cfg.dmax, step=cfg.step)
+        self.embedding = nn.Linear(in_features, width)
+        self.convs = nn.ModuleList([CGConv(width, self.expand.n) for _ in range(cfg.n_conv)])
+        hidden: list[nn.Module] = [nn.Linear(width, hidden_width), nn.Softplus()]
+        for _ in range(cfg.n_h - 1):
+            hidden += [nn.Linear(hidden_width, hidden_width), nn.Softplus()]
         self.hidden = nn.Sequential(*hidden)
-        self.dropout = nn.Dropout(float(cfg["dropout"]))
-        self.out = nn.Linear(h_fea_len, n_out)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.out = nn.Linear(hidden_width, n_out)
 
     def forward(self, batch: dict) -> torch.Tensor:
         edge_index = batch["edge_index"].long()
@@ -59,5 +57,5 @@ class CGCNN(nn.Module):
         return self.out(self.dropout(self.hidden(crys)))
 
 
-def build(n_out: int, regression: bool, in_features: int, cfg: dict) -> CGCNN:
+def build(n_out: int, regression: bool, in_features: int, cfg: CGCNNConfig) -> CGCNN:
     return CGCNN(in_features, n_out, regression, cfg)

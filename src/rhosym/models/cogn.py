@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from rhosym.models.common import GaussianExpansion, mlp_head, segment_sum
+from rhosym.registry import CoGNConfig
 
 
 def _mlp(n_in: int, units: int, n_layers: int) -> nn.Sequential:
@@ -43,20 +44,14 @@ class CoGNBlock(nn.Module):
 
 
 class CoGN(nn.Module):
-    def __init__(self, in_features: int, n_out: int, regression: bool, cfg: dict | None = None):
+    def __init__(self, in_features: int, n_out: int, regression: bool, cfg: CoGNConfig):
         super().__init__()
-        units = int(cfg["units"])
-        depth = int(cfg["depth"])
-        bins = int(cfg["bins"])
-        cutoff = float(cfg["cutoff"])
-        self.expand = GaussianExpansion(0.0, cutoff, step=None, bins=bins)
+        units = cfg.units
+        self.expand = GaussianExpansion(0.0, cfg.cutoff, step=None, bins=cfg.bins)
         self.node_embed = nn.Linear(in_features, units)
-        self.edge_embed = nn.Linear(bins, units)
-        self.blocks = nn.ModuleList([
-            CoGNBlock(units, int(cfg["edge_layers"]), int(cfg["node_layers"]))
-            for _ in range(depth)])
-        self.head = mlp_head(units, [int(h) for h in cfg["head"]], n_out,
-                             dropout=float(cfg["dropout"]), act=nn.SiLU)
+        self.edge_embed = nn.Linear(cfg.bins, units)
+        self.blocks = nn.ModuleList([CoGNBlock(units, cfg.edge_layers, cfg.node_layers) for _ in range(cfg.depth)])
+        self.head = mlp_head(units, list(cfg.head), n_out, dropout=cfg.dropout, act=nn.SiLU)
 
     def forward(self, batch: dict) -> torch.Tensor:
         edge_index = batch["edge_index"].long()
@@ -71,5 +66,5 @@ class CoGN(nn.Module):
         return self.head(pooled)
 
 
-def build(n_out: int, regression: bool, in_features: int, cfg: dict) -> CoGN:
+def build(n_out: int, regression: bool, in_features: int, cfg: CoGNConfig) -> CoGN:
     return CoGN(in_features, n_out, regression, cfg)

@@ -82,3 +82,10 @@ def mlp_head(n_in: int, hidden: list[int], n_out: int, norm: str | None = None, 
 
 def n_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def voxel_batch(batch: dict):
+    """``(features (N, F), voxels (N, 3) long [z, y, x], sample index (N,) long, samples, [Z, Y, X])`` of a
+    collated density batch (rhosym.inputs.density), what the sparse and the dense CNN start from."""
+    shape = [int(v) for v in batch["spatial_shape"].tolist()]
+    return batch["features"], batch["voxels"].long(), batch["batch"].long(), int(batch["counts"].shape[0]), shape

@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rhosym.models.common import mlp_head
+from rhosym.models.common import mlp_head, voxel_batch
+from rhosym.registry import DenseCNNConfig
 
 
 class DenseResBlock(nn.Module):
@@ -26,28 +27,24 @@ class DenseResBlock(nn.Module):
 
 
 class DenseCNN(nn.Module):
-    def __init__(self, in_features: int, n_out: int, regression: bool, cfg: dict | None = None):
+    def __init__(self, in_features: int, n_out: int, regression: bool, cfg: DenseCNNConfig):
         super().__init__()
-        c = dict(cfg)  # resolved by rhosym.models.model_config
-        k = c["kernel"]
+        c = cfg  # typed and resolved by rhosym.models.model_config
+        k = c.kernel
         layers: list[nn.Module] = []
         prev = in_features
-        for i, (ch, nb, st) in enumerate(zip(c["channels"], c["blocks"], c["strides"])):
+        for i, (ch, nb, st) in enumerate(zip(c.channels, c.blocks, c.strides)):
             if st > 1 or i == 0 or prev != ch:
                 layers += [nn.Conv3d(prev, ch, k, stride=st, padding=k // 2, bias=False), nn.BatchNorm3d(ch),
                            nn.ReLU()]
             layers += [DenseResBlock(ch, k) for _ in range(nb)]
             prev = ch
         self.encoder = nn.Sequential(*layers)
-        self.head = mlp_head(prev, c["head"], n_out, norm="batch", dropout=c["dropout"])
+        self.head = mlp_head(prev, c.head, n_out, norm="batch", dropout=c.dropout)
 
     @staticmethod
     def dense_input(batch: dict) -> torch.Tensor:
-        feats = batch["features"]
-        vox = batch["voxels"].long()
-        b = batch["batch"].long()
-        n = int(batch["counts"].shape[0])
-        z, y, x = (int(v) for v in batch["spatial_shape"].tolist())
+        feats, vox, b, n, (z, y, x) = voxel_batch(batch)
         dense = feats.new_zeros((n, z, y, x, feats.shape[1]))
         count = feats.new_zeros((n, z, y, x, 1))
         idx = (b, vox[:, 0], vox[:, 1], vox[:, 2])
@@ -61,5 +58,5 @@ class DenseCNN(nn.Module):
         return self.head(torch.amax(x, dim=(2, 3, 4)))
 
 
-def build(n_out: int, regression: bool, in_features: int, cfg: dict) -> DenseCNN:
+def build(n_out: int, regression: bool, in_features: int, cfg: DenseCNNConfig) -> DenseCNN:
     return DenseCNN(in_features, n_out, regression, cfg)

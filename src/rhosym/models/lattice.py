@@ -13,17 +13,18 @@ import torch
 from torch import nn
 
 from rhosym.models.common import mlp_head
+from rhosym.registry import LatticeMLPConfig
 
 
 class LatticeMLP(nn.Module):
-    def __init__(self, in_features: int, n_out: int, cfg: dict):
+    def __init__(self, in_features: int, n_out: int, cfg: LatticeMLPConfig):
         super().__init__()
-        self.net = mlp_head(int(in_features), [int(h) for h in cfg["hidden"]], n_out, norm="layer",
-                            dropout=float(cfg["dropout"]))
+        self.net = mlp_head(int(in_features), [int(h) for h in cfg.hidden], n_out, norm="layer",
+                            dropout=float(cfg.dropout))
 
     def forward(self, batch: dict) -> torch.Tensor:
         return self.net(batch["lattice"])
 
 
-def build(n_out: int, regression: bool, in_features: int, cfg: dict) -> LatticeMLP:
+def build(n_out: int, regression: bool, in_features: int, cfg: LatticeMLPConfig) -> LatticeMLP:
     return LatticeMLP(in_features, n_out, cfg)

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rhosym.models.common import mlp_head, segment_max, segment_mean
+from rhosym.registry import PointNetConfig
 
 
 class SegmentGroupNorm(nn.Module):
@@ -38,12 +39,12 @@ class SegmentGroupNorm(nn.Module):
 
 
 class PointNet(nn.Module):
-    def __init__(self, in_features: int, n_out: int, regression: bool, cfg: dict | None = None):
+    def __init__(self, in_features: int, n_out: int, regression: bool, cfg: PointNetConfig):
         super().__init__()
-        channels = [int(c) for c in cfg["channels"]]
-        groups = int(cfg["groups"])
-        head = [int(h) for h in cfg["head"]]
-        self.center = bool(cfg["center"])
+        channels = [int(c) for c in cfg.channels]
+        groups = int(cfg.groups)
+        head = [int(h) for h in cfg.head]
+        self.center = bool(cfg.center)
         self.layers = nn.ModuleList()
         self.norms = nn.ModuleList()
         prev = 3 + in_features
@@ -51,7 +52,7 @@ class PointNet(nn.Module):
             self.layers.append(nn.Linear(prev, ch))  # == Conv1d(prev, ch, 1) over points
             self.norms.append(SegmentGroupNorm(min(groups, ch), ch))
             prev = ch
-        self.head = mlp_head(prev, head, n_out, norm="layer", dropout=float(cfg["dropout"]))
+        self.head = mlp_head(prev, head, n_out, norm="layer", dropout=float(cfg.dropout))
 
     def forward(self, batch: dict) -> torch.Tensor:
         b = batch["batch"].long()
@@ -65,7 +66,7 @@ class PointNet(nn.Module):
         return self.head(segment_max(h, b, n))
 
 
-def build(n_out: int, regression: bool, in_features: int, cfg: dict) -> PointNet:
+def build(n_out: int, regression: bool, in_features: int, cfg: PointNetConfig) -> PointNet:
     return PointNet(in_features, n_out, regression, cfg)
 
 

@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from rhosym.models import spconv_shim
-from rhosym.models.common import SafeBatchNorm1d, mlp_head, segment_max, segment_mean
+from rhosym.models.common import SafeBatchNorm1d, mlp_head, segment_max, segment_mean, voxel_batch
+from rhosym.registry import SparseCNNConfig
 
 spconv_shim.apply()
 
@@ -55,14 +56,14 @@ class _ConvBNReLU(spconv.SparseModule):
 
 
 class SparseCNN(nn.Module):
-    def __init__(self, in_features: int, n_out: int, regression: bool, cfg: dict | None = None):
+    def __init__(self, in_features: int, n_out: int, regression: bool, cfg: SparseCNNConfig):
         super().__init__()
-        c = dict(cfg)  # resolved by rhosym.models.model_config
+        c = cfg  # typed and resolved by rhosym.models.model_config
         self.config = c
-        k = c["kernel"]
+        k = c.kernel
         layers: list[nn.Module] = []
         prev = in_features
-        for i, (ch, nb, st) in enumerate(zip(c["channels"], c["blocks"], c["strides"])):
+        for i, (ch, nb, st) in enumerate(zip(c.channels, c.blocks, c.strides)):
             key = f"subm{i}"
             if st > 1:
                 conv = spconv.SparseConv3d(prev, ch, k, stride=st, padding=k // 2, bias=False,
@@ -75,17 +76,13 @@ class SparseCNN(nn.Module):
                 layers.append(SparseResBlock(ch, ch, k, key))
             prev = ch
         self.encoder = spconv.SparseSequential(*layers)
-        self.head = mlp_head(prev, c["head"], n_out, norm="batch", dropout=c["dropout"])
+        self.head = mlp_head(prev, c.head, n_out, norm="batch", dropout=c.dropout)
         self.regression = regression
 
     @staticmethod
     def sparse_input(batch: dict) -> spconv.SparseConvTensor:
         """The spconv tensor of a collated density batch; points sharing a voxel are averaged."""
-        feats = batch["features"]
-        vox = batch["voxels"].long()
-        b = batch["batch"].long()
-        n_samples = int(batch["counts"].shape[0])
-        shape = [int(v) for v in batch["spatial_shape"].tolist()]
+        feats, vox, b, n_samples, shape = voxel_batch(batch)
         key = ((b * shape[0] + vox[:, 0]) * shape[1] + vox[:, 1]) * shape[2] + vox[:, 2]
         uniq, inverse = torch.unique(key, return_inverse=True)
         feats = segment_mean(feats, inverse, uniq.numel())  # sorted voxel order, duplicates averaged
@@ -102,5 +99,5 @@ class SparseCNN(nn.Module):
         return self.head(pooled)
 
 
-def build(n_out: int, regression: bool, in_features: int, cfg: dict) -> SparseCNN:
+def build(n_out: int, regression: bool, in_features: int, cfg: SparseCNNConfig) -> SparseCNN:
     return SparseCNN(in_features, n_out, regression, cfg)

@@ -9,14 +9,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from rhosym.registry import XrdFCNConfig
+
 
 class XrdFCN(nn.Module):
-    def __init__(self, n_out: int, regression: bool, cfg: dict | None = None):
+    def __init__(self, n_out: int, regression: bool, cfg: XrdFCNConfig):
         super().__init__()
-        channels = [int(c) for c in cfg["channels"]]
-        kernel = int(cfg["kernel"])
-        dropout = float(cfg["dropout"])
-        self.n_points = int(cfg["n_points"])
+        channels = [int(c) for c in cfg.channels]
+        kernel = int(cfg.kernel)
+        dropout = float(cfg.dropout)
+        self.n_points = int(cfg.n_points)
         layers: list[nn.Module] = []
         prev = 1
         for ch in channels:
@@ -38,5 +40,5 @@ class XrdFCN(nn.Module):
         return self.out(self.pool(self.features(x))).squeeze(-1)
 
 
-def build(n_out: int, regression: bool, in_features: int, cfg: dict) -> XrdFCN:
+def build(n_out: int, regression: bool, in_features: int, cfg: XrdFCNConfig) -> XrdFCN:
     return XrdFCN(n_out, regression, cfg)
