@@ -41,6 +41,12 @@ tiny: $(STAMP)
 test-slurm: $(STAMP)
 	bash tests/slurm/run.sh
 
+# On a GPU machine (docs/gpu.md): CUDA checks, throughput, DDP, a short MP-20 training -> one JSON
+# ($OUT/gpu-check.json or ./gpu-check.json). Needs .gpu/ (bash tests/gpu/prepare.sh, here) and no .venv.
+.PHONY: gpu-check
+gpu-check:
+	bash tests/gpu/run.sh
+
 test: lint pytest dryrun tiny test-slurm
 
 # The public benchmark, variant quick (about 90 min on 2 CPU cores; docs/benchmarks/public.md).

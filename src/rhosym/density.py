@@ -215,7 +215,9 @@ class DirectModel:
         """ρ (e/Å³, float64) at Cartesian ``points`` (N, 3), periodic images within the radii.
 
         Atoms are grouped by identical (amplitudes, exponents, radius); for each group one KD-tree query
-        finds the (point, atom image) pairs within the group's radius.
+        finds the (point, atom image) pairs within the group's radius, among the images no farther than
+        the radius from the cell (the points are wrapped into it). The Gaussians are evaluated in float32
+        (relative error ~1e-6, far below the 1e-3 the dense grid is matched to) and summed in float64.
         """
         from scipy.spatial import cKDTree
 
@@ -234,11 +236,15 @@ class DirectModel:
             n = np.ceil(r / d).astype(int) + 1
             shifts = np.stack(np.meshgrid(*[np.arange(-k, k + 1) for k in n], indexing="ij"), -1).reshape(-1, 3)
             img = (self.cart[sel][None, :, :] + (shifts @ self.lattice)[:, None, :]).reshape(-1, 3)
+            fimg = img @ inv  # only images within r of the cell can reach a point in it
+            img = img[np.all((fimg >= -r / d) & (fimg <= 1.0 + r / d), axis=1)]
+            if len(img) == 0:
+                continue
             sdm = ptree.sparse_distance_matrix(cKDTree(img), r, output_type="ndarray")
-            r2 = sdm["v"] ** 2
+            r2 = (sdm["v"] ** 2).astype(np.float32)
             val = np.zeros(len(r2))
             for a, e in zip(self.amp[sel[0]], self.expo[sel[0]]):
-                val += a * np.exp(-e * r2)
+                val += a * np.exp(np.float32(-e) * r2)
             out += np.bincount(sdm["i"], weights=val, minlength=len(points))
         return out
 

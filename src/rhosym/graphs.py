@@ -116,6 +116,7 @@ def _one_search_analyzer():
     primitive transformations keep, so the primitive cell's classes need no further search.
     """
     from fractions import Fraction
+    from functools import cmp_to_key
 
     from pymatgen.core import Structure
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
@@ -140,10 +141,60 @@ def _one_search_analyzer():
             equiv = np.asarray(ds.equivalent_atoms)
             by_prim = dict(zip(np.asarray(ds.mapping_to_primitive).tolist(), equiv.tolist()))
             props[_ORBIT] = [by_prim[int(p)] for p in ds.std_mapping_to_primitive]
-            struct = Structure(ds.std_lattice, species, ds.std_positions, site_properties=props)
-            return struct.get_sorted_structure()
+            # get_sorted_structure(): a stable sort by Site.__lt__ (electronegativity, then species string)
+            keys = {}
+            for sp in set(species):
+                comp = Structure(ds.std_lattice, [sp], [[0, 0, 0]])[0]
+                keys[sp] = (comp.species.average_electroneg, comp.species_string)
+
+            def before(i: int, j: int) -> int:
+                (xi, si), (xj, sj) = keys[species[i]], keys[species[j]]
+                return -1 if xi < xj or (not xi > xj and si < sj) else (
+                    1 if xi > xj or (not xi < xj and sj < si) else 0)
+
+            order = sorted(range(len(species)), key=cmp_to_key(before))
+            return Structure(ds.std_lattice, [species[i] for i in order], np.asarray(ds.std_positions)[order],
+                             site_properties={k: [v[i] for i in order] for k, v in props.items()})
 
     return OneSearch
+
+
+def _primitive_of_conventional(sga, conv):
+    """The last step of pymatgen's ``get_primitive_standard_structure``, vectorized: the conventional
+    standard cell ``conv`` in the primitive lattice ``T @ conv.lattice`` (``T``: pymatgen's
+    conventional-to-primitive matrix), sites wrapped into it and kept once (the first of each set of
+    periodic images: same species, fractional coordinates equal within 1e-8), a rhombohedral lattice
+    turned to the Setyawan-Curtarolo orientation (fractional coordinates kept)."""
+    import math
+
+    from pymatgen.core import Lattice, Structure
+
+    symbol = sga.get_space_group_symbol()
+    if symbol.startswith("P"):
+        return conv
+    prim_lattice = Lattice(sga.get_conventional_to_primitive_transformation_matrix() @ conv.lattice.matrix)
+    frac = np.mod(prim_lattice.get_fractional_coords(conv.cart_coords), 1.0)
+    species = conv.species_and_occu
+    ids: dict = {}
+    sp_id = np.array([ids.setdefault(sp, len(ids)) for sp in species])
+    keep: list[int] = []
+    for i in range(len(frac)):
+        if keep:
+            k = np.asarray(keep)
+            d = frac[k] - frac[i]
+            d -= np.round(d)
+            if np.any((sp_id[k] == sp_id[i]) & np.all(np.abs(d) <= 1e-8, axis=1)):
+                continue
+        keep.append(i)
+    if symbol.startswith("R"):
+        a, alpha = prim_lattice.a, math.radians(prim_lattice.alpha)
+        cos_h = math.cos(alpha / 2)
+        cos_f = math.cos(alpha) / cos_h
+        a_sin_h = a * math.sin(alpha / 2)
+        prim_lattice = Lattice(((a * cos_h, -a_sin_h, 0.0), (a * cos_h, a_sin_h, 0.0),
+                                (a * cos_f, 0.0, a * math.sqrt(1 - cos_f * cos_f))))
+    props = {k: [v[i] for i in keep] for k, v in conv.site_properties.items()}
+    return Structure(prim_lattice, [species[i] for i in keep], frac[keep], site_properties=props)
 
 
 def _standard_primitive(structure, symprec: float):
@@ -152,7 +203,7 @@ def _standard_primitive(structure, symprec: float):
     and spglib's ``equivalent_atoms`` of that cell, from one symmetry search (:func:`_one_search_analyzer`).
     ``equivalent_atoms[i]`` is the lowest index of the sites of ``i``'s class, as spglib's."""
     sga = _one_search_analyzer()(structure, symprec=symprec)
-    prim = sga.get_primitive_standard_structure(keep_site_properties=True)
+    prim = _primitive_of_conventional(sga, sga.get_conventional_standard_structure(keep_site_properties=True))
     orbit = np.asarray(prim.site_properties[_ORBIT])
     prim.remove_site_property(_ORBIT)
     first: dict[int, int] = {}

@@ -17,7 +17,7 @@ from rhosym import checkpoint as C
 from rhosym import inputs
 from rhosym import loaders as L
 from rhosym.registry import TASKS
-from rhosym.runtime import autocast, forward, pick_device, to_device
+from rhosym.runtime import autocast, forward, model_device, pick_device, to_device
 from rhosym.settings import TrainParams, section
 
 log = logging.getLogger("rhosym.infer")
@@ -34,9 +34,35 @@ def _registry(registry=None):
     return registry_module
 
 
+def builtin_model(name: str, task: str = "symmetry", device="cpu"):
+    """``(model, meta dict)`` of a fit-free model (``ModelSpec.fit_free``: a fixed rule such as the classical
+    finder) with the default settings of its input (the config's defaults): it needs no checkpoint."""
+    from rhosym import inputs
+    from rhosym.registry import MODELS
+    from rhosym.settings import DensitySettings, IngestSettings, LabelsSettings, SymopsSettings
+
+    spec = MODELS[name]
+    t = TASKS[task]
+    model = _registry().build_model(name, t.n_out, t.regression, 0, {}).to(pick_device(device)).eval()
+    meta = C.CheckpointMeta(dataset="", model=name, task=task, regression=t.regression, n_out=t.n_out,
+                            label_values=L.label_values(task), input=spec.inputs[0], input_kind=spec.input_kind,
+                            features=1, in_features=inputs.of_model(name).width or 0, model_cfg={},
+                            answers=list(t.answers or (task,)),
+                            input_store={"symops": SymopsSettings().model_dump(),
+                                         "density": DensitySettings().model_dump()},
+                            provenance={"cell": "as_is", "labels": LabelsSettings().model_dump(),
+                                        "ingest": IngestSettings().model_dump()}).to_dict()
+    return model, {**meta, "kind": t.kind, "device": str(model_device(model))}
+
+
 def load_checkpoint(path: str | Path, device="cpu", registry=None):
     """``(model in eval mode on device, meta dict)``; refuses anything but a format-2 checkpoint
-    (:class:`rhosym.checkpoint.CheckpointError`)."""
+    (:class:`rhosym.checkpoint.CheckpointError`). ``path`` may name a fit-free model instead
+    (:func:`builtin_model`: ``classical``) when no such file exists."""
+    from rhosym.registry import MODELS
+
+    if str(path) in MODELS and MODELS[str(path)].fit_free and not Path(path).exists():
+        return builtin_model(str(path), device=device)
     device = pick_device(device) if isinstance(device, str) else device
     state = C.load(path, map_location=device)
     meta = state["meta"]
@@ -99,7 +125,7 @@ def predict_split(checkpoint, stores, manifest, split_table, split: str = "test"
         model, meta = load_checkpoint(checkpoint, device, reg)
     else:
         model, meta = checkpoint
-    dev = next(model.parameters()).device
+    dev = model_device(model)
     manifest = manifest if isinstance(manifest, pd.DataFrame) else pd.read_parquet(manifest)
     split_df = split_table if isinstance(split_table, pd.DataFrame) else pd.read_parquet(split_table)
     ids = split_df.loc[split_df["split"] == split, "id"].astype(str).tolist()
@@ -202,7 +228,7 @@ def predict_samples(model, meta: dict, samples: list[dict], top_k: int = 5, regi
     prepared = [prepare_sample(s, meta) for s in samples]
     if not prepared:
         return []
-    dev = next(model.parameters()).device
+    dev = model_device(model)
     model.eval()
     with torch.no_grad():
         batch = to_device(reg.collate(meta["model"], prepared), dev)

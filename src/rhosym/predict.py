@@ -79,6 +79,7 @@ class Settings:
     ingest: object = None  # rhosym.settings.IngestSettings
     xrd: object = None  # rhosym.settings.XrdSettings
     graphs: object = None  # rhosym.settings.GraphSettings
+    symops: object = None  # rhosym.settings.SymopsSettings
     missing: list[str] = field(default_factory=list)
 
 

@@ -109,6 +109,10 @@ INPUT_KINDS: dict[str, InputKindSpec] = {k.name: k for k in (
     InputKindSpec("cgcnn", "rhosym.inputs.graphs:CGCNN", "a crystal graph of every atom of the cell"),
     InputKindSpec("cogn", "rhosym.inputs.graphs:COGN", "an asymmetric-unit graph with multiplicities"),
     InputKindSpec("lattice", "rhosym.inputs.lattice:LATTICE", "the six lattice parameters"),
+    InputKindSpec("symops", "rhosym.inputs.symops:SYMOPS",
+                  "the agreement of the density with every operation of the lattice's holohedry"),
+    InputKindSpec("fracgrid", "rhosym.inputs.symops:FRACGRID",
+                  "the density on the N³ fractional grid of the lattice's conventional cell"),
     InputKindSpec("lattice_sym", "rhosym.inputs.lattice_sym:LATTICE_SYM",
                   "the six lattice parameters and the Bravais lattice their metric admits"),
 )}
@@ -122,6 +126,8 @@ INPUTS: dict[str, InputSpec] = {i.name: i for i in (
     InputSpec("lattice", "lattice", "ingest/shard-{shard}.parquet", "ingest_shard", "six lattice parameters"),
     InputSpec("lattice_sym", "lattice_sym", "ingest/shard-{shard}.parquet", "ingest_shard",
               "lattice parameters and metric symmetry"),
+    InputSpec("symops", "symops", "symops/shard-{shard}.zarr", "symops_shard", "symmetry-operation scores"),
+    InputSpec("fracgrid", "fracgrid", "symops/shard-{shard}.zarr", "symops_shard", "fractional-grid density"),
 )}
 SAMPLINGS = tuple(n for n, i in INPUTS.items() if INPUT_KINDS[i.kind].sampled)
 
@@ -133,6 +139,9 @@ AUGMENTATIONS: dict[str, tuple[str, ...]] = {
     "rot": ("rotation",),
     "shiftrot": ("origin_shift", "rotation"),
 }
+#: acceptance thresholds of the classical finder (rhosym.symops), tried in order on the agreement of each
+#: operation with the density (a correlation: 1 = present)
+SYMOPS_LADDER = (0.999, 0.99, 0.95, 0.9, 0.8, 0.7, 0.6, 0.5)
 AUGMENTATION_DISPLAY = {"shift": "origin shift", "rot": "rotation", "shiftrot": "origin shift + rotation"}
 GRAPH_KINDS = tuple(n for n, i in INPUTS.items() if i.rule == "graphs_shard")
 
@@ -211,6 +220,30 @@ class LatticeMLPConfig(Strict):
     dropout: float = Field(0.1, ge=0, lt=1)
 
 
+class ClassicalConfig(Strict):
+    """The classical finder (no training): the space group found from the operation scores at the
+    symops stage (rhosym.symops.find_space_group; its thresholds are ``symops.ladder``)."""
+
+
+class SymopsMLPConfig(Strict):
+    """An MLP on the operation scores (79 slots, filled with 0 where untested), their mask and the lattice
+    features of the conventional cell of the lattice."""
+
+    hidden: list[int] = Field([256, 128], description="Hidden widths.")
+    dropout: float = Field(0.1, ge=0, lt=1)
+
+
+class PeriodicCNNConfig(Strict):
+    """A dense 3D CNN over the density on the N³ fractional grid of the lattice's conventional cell, with
+    circular padding (a whole-grid-step origin shift is a permutation of voxels) and global pooling."""
+
+    channels: list[int] = Field([16, 16, 32, 32, 64, 64, 128, 128], description="Channels per convolution.")
+    strides: list[int] = Field([1, 2, 1, 2, 1, 2, 1, 1], description="Stride of each convolution.")
+    head: list[int] = Field([128], description="Hidden widths of the head (LayerNorm).")
+    lattice: bool = Field(True, description="Give the head the lattice features of the conventional cell.")
+    dropout: float = Field(0.1, ge=0, lt=1)
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """A network. ``inputs``: the inputs it can read (the first is its default; density models read the
@@ -224,6 +257,7 @@ class ModelSpec:
     order: int
     train: dict = field(default_factory=dict)
     control: bool = False  # a control row in tables (the lattice-only model)
+    fit_free: bool = False  # a fixed rule (no weights): `rhosym predict --model <name>` needs no checkpoint
     study: bool = True  # False: built by build_model for benchmarks only, not an experiment model
 
     @property
@@ -268,6 +302,13 @@ MODELS: dict[str, ModelSpec] = {m.name: m for m in (
                "classification": {"lr": 1e-3, "max_batch_size": 64},
                "regression": {"lr": 5e-5, "max_batch_size": 32}}),
     ModelSpec("dense_cnn", "Dense 3D CNN", SAMPLINGS, DenseCNNConfig, 6, study=False),
+    # symmetry from the density itself (rhosym.symops): the classical finder (no training), a learned
+    # model on the operation scores, and a periodic CNN on the fractional grid
+    ModelSpec("classical", "Classical finder (no training)", ("symops",), ClassicalConfig, 7, fit_free=True),
+    ModelSpec("symops", "Operation scores (MLP)", ("symops",), SymopsMLPConfig, 8,
+              {"all": {"optimizer": "adamw", "lr": 1e-3, "max_batch_size": 64, **_PLATEAU}}),
+    ModelSpec("periodic_cnn", "Periodic fractional-grid CNN", ("fracgrid",), PeriodicCNNConfig, 9,
+              {"all": {"optimizer": "adamw", "lr": 1e-3, "max_batch_size": 16, **_PLATEAU}}),
 )}
 STUDY_MODELS = tuple(n for n, m in MODELS.items() if m.study)
 DENSITY_MODELS = tuple(n for n in STUDY_MODELS if MODELS[n].sampled)
@@ -364,7 +405,7 @@ TABLE_FILES = {
 
 __all__ = [
     "Strict", "CRYSTAL_SYSTEMS", "TaskSpec", "TASKS", "CLASS_TASKS", "REGRESSION_TASKS", "ANSWER_TASKS",
-    "answers_of", "AUGMENTATIONS", "AUGMENTATION_DISPLAY", "InputKindSpec", "INPUT_KINDS", "InputSpec", "INPUTS", "SAMPLINGS", "GRAPH_KINDS", "ModelSpec", "MODELS", "STUDY_MODELS",
+    "answers_of", "SYMOPS_LADDER", "AUGMENTATIONS", "AUGMENTATION_DISPLAY", "InputKindSpec", "INPUT_KINDS", "InputSpec", "INPUTS", "SAMPLINGS", "GRAPH_KINDS", "ModelSpec", "MODELS", "STUDY_MODELS",
     "DENSITY_MODELS", "CONTROL_MODELS", "model_order", "model_display", "DatasetKindSpec", "DATASET_KINDS",
     "CELLS", "CELLS_USING_SYMMETRY", "SPLIT_RULES", "FigureSpec", "FIGURES", "TABLE_FILES",
 ]

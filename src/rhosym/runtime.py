@@ -49,3 +49,12 @@ def peak_memory_mb(device) -> float:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+
+
+def model_device(model):
+    """The device of a model's parameters (or buffers); the CPU for a model with neither (a fixed rule)."""
+    import torch
+
+    for t in (*model.parameters(), *model.buffers()):
+        return t.device
+    return torch.device("cpu")

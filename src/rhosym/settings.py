@@ -271,6 +271,20 @@ class XrdSettings(Strict):
         return a
 
 
+class SymopsSettings(Strict):
+    """Symmetry operations read from the density (rhosym.symops; rule symops_shard): the scores the
+    ``symops`` model and the classical finder read, the fractional grid ``periodic_cnn`` reads."""
+
+    n: int = Field(24, ge=8, description="Grid points per axis of the conventional cell (24: every 1/2, 1/3, 1/4, "
+                   "1/6 translation is a grid step).")
+    lattice_symprec: float = Field(0.1, gt=0, description="Metric tolerance (Å) of the lattice's Bravais lattice "
+                                   "and holohedry (spglib on a one-atom cell: no atoms involved).")
+    symprec: float = Field(0.1, gt=0, description="Tolerance (Å) of the closure test on translations and of "
+                           "spglib's naming of the found operations.")
+    ladder: list[float] = Field(list(R.SYMOPS_LADDER), min_length=1, description="Acceptance thresholds on the "
+                                "agreement (a correlation, 1 = present), tried in order by the classical finder.")
+
+
 class GraphSettings(Strict):
     """Crystal graphs for CGCNN and coGN (rhosym.graphs)."""
 
@@ -492,6 +506,7 @@ class Config(Strict):
     sample: SampleSettings = Field(default_factory=SampleSettings)
     xrd: XrdSettings = Field(default_factory=XrdSettings)
     graphs: GraphSettings = Field(default_factory=GraphSettings)
+    symops: SymopsSettings = Field(default_factory=SymopsSettings)
     train: TrainSettings = Field(default_factory=TrainSettings)
     evaluate: EvaluateSettings = Field(default_factory=EvaluateSettings)
     figures: FiguresSettings = Field(default_factory=FiguresSettings)
@@ -742,7 +757,8 @@ def json_schema(cls: type = Config) -> dict:
 
 SECTIONS = {
     "labels": LabelsSettings, "ingest": IngestSettings, "split": SplitSettings, "density": DensitySettings,
-    "sample": SampleSettings, "xrd": XrdSettings, "graphs": GraphSettings, "train": TrainSettings,
+    "sample": SampleSettings, "xrd": XrdSettings, "graphs": GraphSettings, "symops": SymopsSettings,
+    "train": TrainSettings,
     "evaluate": EvaluateSettings, "figures": FiguresSettings, "robustness": RobustnessSettings,
 }
 

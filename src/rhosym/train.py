@@ -512,6 +512,29 @@ def finish(job: TrainJob, meta: C.CheckpointMeta, st: LoopState) -> None:
         atomic_csv(pd.DataFrame(st.history, columns=HISTORY_COLUMNS), out / "history.csv")
 
 
+def fit_free(job: TrainJob, cfg: TrainParams, data: TrainData, model, loaders, device, meta: C.CheckpointMeta,
+             criterion, ctx) -> dict:
+    """A model without trainable parameters (a fixed rule such as the classical finder): nothing to fit.
+    Its validation metric is measured once and written as epoch 0 of ``history.csv``, and the checkpoint
+    holds its (empty or fixed) state, so predictions, metrics and robustness treat it like any model."""
+    t0 = time.time()
+    y_std = (data.target or {"std": 1.0})["std"]
+    val_loss, out, yv, _ = evaluate(model, loaders["val"][0], device, cfg, data.regression, criterion)
+    val_metric = metric(out, yv, data.kind, y_std) if len(yv) else float("nan")
+    row = {"epoch": 0, "train_loss": float("nan"), "val_loss": val_loss, "val_metric": val_metric,
+           "metric": "mae" if data.regression else "accuracy", "lr": 0.0, "seconds": time.time() - t0,
+           "samples_per_s": float("nan"), "peak_mem_mb": peak_memory_mb(device)}
+    meta.best_epoch, meta.best_metric, meta.epochs_run = 0, (float(val_metric) if np.isfinite(val_metric) else None), 0
+    if ctx.main:
+        out_dir = Path(job.out_dir)
+        C.save(out_dir / "checkpoint.pt", meta, {k: v.detach().cpu() for k, v in model.state_dict().items()})
+        atomic_csv(pd.DataFrame([row], columns=HISTORY_COLUMNS), out_dir / "history.csv")
+    log.info("%s/%s has nothing to fit: val %s %.4f (%d structures)", job.model, job.task, row["metric"], val_metric,
+             meta.n_val)
+    return {"best_epoch": 0, "best_metric": meta.best_metric, "epochs_run": 0, "stopped_early": False,
+            "n_train": meta.n_train, "n_val": meta.n_val}
+
+
 def sample_weights(job: TrainJob, cfg: TrainParams, data: TrainData) -> np.ndarray | None:
     """Per training item, its weight in the mean loss: its class weight for a class-weighted
     classification loss, else ``None`` (every item weighs 1)."""
@@ -559,10 +582,6 @@ def _train(job: TrainJob, ctx, device) -> dict:
                               job.num_workers, rank=ctx.rank, replicas=ctx.world, pad=s == "train",
                               weights=weights if s == "train" else None) for s in ("train", "val")}
     model = D.sync_batchnorm(build_network(job, cfg, data, device, pretrained), ctx, device)
-    opt = make_optimizer(model, cfg)
-    sched = make_scheduler(opt, cfg)
-    use_amp = bool(cfg.amp) and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and cfg.amp_dtype != "bf16")
     criterion = make_criterion(job, cfg, data, device)
     meta = C.CheckpointMeta(
         dataset=job.dataset, model=job.model, task=job.task, regression=data.regression,
@@ -576,6 +595,12 @@ def _train(job: TrainJob, ctx, device) -> dict:
         skipped={s: data.items[s].skipped for s in data.items}, rhosym_version=__version__)
     meta.resume_key = resume_key(meta, {s: list(data.items[s].ids) for s in ("train", "val")},
                                  pretrained["meta"].resume_key if pretrained else "")
+    if not any(p.requires_grad for p in model.parameters()):  # a rule, not a network (the classical finder)
+        return fit_free(job, cfg, data, model, loaders, device, meta, criterion, ctx)
+    opt = make_optimizer(model, cfg)
+    sched = make_scheduler(opt, cfg)
+    use_amp = bool(cfg.amp) and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and cfg.amp_dtype != "bf16")
     st = resume_state(job, meta, model, opt, sched, scaler)
     if meta.n_val == 0:
         log.warning("no validation structures: the checkpoint is the last epoch and early stopping is off")

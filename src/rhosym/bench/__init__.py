@@ -3,6 +3,8 @@
 * ``density``: dense densities, sampling, store sizes, CHGCAR parsing;
 * ``inputs``: powder XRD and crystal graphs per structure;
 * ``train``: training and inference throughput of every model, sparse vs dense 3D CNN;
+* ``loader``: peak memory and samples/s of one training epoch read from zarr shards, at two store
+  sizes (the memory must not grow with the rows);
 * ``scale``: a 200,000-row manifest through split, and 200,000 test predictions per model through
   metrics and tables (time and peak memory against the budgets).
 """

@@ -18,7 +18,9 @@ HELP = "Predict symmetry / properties of structures (CIF, POSCAR, CHGCAR, CDVAE 
 def add_arguments(parser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="CIF (every data block), POSCAR, CHGCAR (plain/.gz/.bz2/.xz) or CDVAE-style CSV")
-    parser.add_argument("--model", required=True, metavar="CHECKPOINT", help="checkpoint.pt of a trained model")
+    parser.add_argument("--model", required=True, metavar="CHECKPOINT",
+                        help="checkpoint.pt of a trained model, or 'classical': the classical finder of "
+                             "symmetry operations in the density (no training, no checkpoint)")
     parser.add_argument("--top-k", type=int, default=3, help="classification: labels reported (default 3)")
     parser.add_argument("--out", metavar="FILE.csv", help="write a CSV table (one row per structure) instead "
                         "of printing JSON lines")
