@@ -170,7 +170,7 @@ def make_fake_results(root: Path, datasets=("mp", "icsd"), models=MODELS,
 
 
 # ------------------------------------------------------------------------------------------------ tests
-FIGS = ("fig3", "fig4", "fig4_supp", "figS7", "figS8", "figS8_sweep", "figS11", "figRobust")
+FIGS = ("fig3", "fig4", "fig4_supp", "figS7", "figS8", "figS8_sweep", "figS11", "figRobust", "figCalibration")
 
 
 @pytest.fixture(autouse=True)
@@ -194,7 +194,8 @@ def fake(tmp_path_factory):
               "confusion": [str(root / d / "metrics/confusion") for d in ds],
               "distribution": [paths["distribution"][d] for d in ds],
               "sweep": [paths["sweep"][d] for d in ds], "history": paths["history"],
-              "robust": [str(fake_robustness(root, rng_seed=1))]}
+              "robust": [str(fake_robustness(root, rng_seed=1))],
+              "calibration": [str(root / d / "metrics/calibration.csv") for d in ds]}
     return root, ds, inputs
 
 
@@ -354,3 +355,13 @@ def test_class_boundaries_follow_the_crystal_systems():
     assert [crystal_system(int(x) - 1) for x in b] == ["triclinic", "monoclinic", "orthorhombic",
                                                          "tetragonal", "trigonal", "hexagonal"]
     assert list(_class_boundaries("extinction_group") + 0.5) == list(np.cumsum(EG_PER_CS)[:-1])
+
+
+def test_calibration_table_and_ece_from_the_top1_probabilities(fake):
+    """The metrics give every classifier an ECE and reliability bins whose counts add up to its test rows."""
+    root, ds, _ = fake
+    cal = pd.read_csv(root / ds[0] / "metrics" / "calibration.csv")
+    cls = pd.read_csv(root / ds[0] / "metrics" / "classification.csv")
+    assert len(cal) and {"confidence", "accuracy", "n"} <= set(cal.columns)
+    assert cal["confidence"].between(0, 1).all() and cal["accuracy"].between(0, 1).all()
+    assert "ece" in cls.columns and cls["ece"].dropna().between(0, 1).all()

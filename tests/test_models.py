@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from rhosym import registry as R
 from rhosym.bench.train import in_features_of, synthetic_samples
 from rhosym.models import INPUT_KIND, MODELS, build_model, collate, model_config, sample_size, spconv_shim
 from rhosym.models.common import GaussianExpansion, n_params, segment_max
@@ -24,7 +25,11 @@ SMALL = {
     "cogn": {"units": 32, "depth": 2, "edge_layers": 2},
     "lattice": {"hidden": [16, 16], "dropout": 0.0},
     "lattice_sym": {"hidden": [16, 16], "dropout": 0.0},
+    "classical": {},
+    "symops": {"hidden": [16], "dropout": 0.0},
+    "periodic_cnn": {"channels": [4, 8], "strides": [2, 2], "head": [8], "dropout": 0.0},
 }
+LEARNED = [m for m in MODELS if not R.MODELS[m].fit_free]  # the classical finder: tests/test_symops_models.py
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -131,7 +136,7 @@ def test_sparse_input_averages_points_sharing_a_voxel():
     assert float(dense[0, 0, 1, 2, 3]) == 2.0 and float(dense.sum()) == 7.0
 
 
-@pytest.mark.parametrize("name", list(MODELS) + list(EXTRA_MODELS))
+@pytest.mark.parametrize("name", LEARNED + list(EXTRA_MODELS))
 @pytest.mark.parametrize("regression", [False, True])
 def test_shapes_every_model_both_heads(name, regression):
     samples = _samples(name, 3)
@@ -191,7 +196,7 @@ def test_lattice_control_reads_the_lattice_features():
         torch.testing.assert_close(model(collate("lattice", [samples[1]]))[0], out[1])
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", LEARNED)
 def test_regression_head_reaches_negative_targets(name):
     torch.manual_seed(0)
     samples = _samples(name, 4)
@@ -212,7 +217,7 @@ def test_regression_head_reaches_negative_targets(name):
     assert (pred < 0).all(), pred
 
 
-@pytest.mark.parametrize("name", list(MODELS) + list(EXTRA_MODELS))
+@pytest.mark.parametrize("name", LEARNED + list(EXTRA_MODELS))
 def test_loss_falls_when_overfitting_a_tiny_batch(name):
     torch.manual_seed(0)
     samples = _samples(name, 4, seed=1)

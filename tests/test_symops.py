@@ -37,7 +37,7 @@ def shifted(s: Structure, frac_shift) -> Structure:
 
 
 def permuted(s: Structure, perm=(1, 2, 0)) -> Structure:
-    """The same crystal with the axes relabelled (a, b, c) -> (b, c, a): a non-standard setting."""
+    """The same crystal with the axes relabelled (default (a, b, c) -> (b, c, a)): a non-standard setting."""
     m = s.lattice.matrix[list(perm)]
     return Structure(Lattice(m), s.species, s.frac_coords[:, list(perm)])
 
@@ -228,6 +228,7 @@ def test_finder_matches_spglib_after_origin_shift_and_in_other_settings(name):
     res = check_finder(shifted(s, rng.random(3)))
     assert res.threshold == so.DEFAULT_LADDER[0]
     check_finder(shifted(permuted(s), rng.random(3)))
+    check_finder(permuted(s, (1, 0, 2)))  # a left-handed basis
     sheared = s.copy()
     sheared.make_supercell([[1, 0, 0], [1, 1, 0], [0, -1, 1]])  # another basis of the same lattice
     assert len(sheared) == len(s)

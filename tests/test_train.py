@@ -68,8 +68,8 @@ def test_trainer_never_reads_test_ids(data, monkeypatch):
     read_ids = set()
     orig = DENSITY.read
 
-    def spy(g, r, opts):
-        read_ids.add(g.attrs["ids"][r])
+    def spy(g, r, opts):  # every stored row the trainer reads, by the id it reads it for
+        read_ids.add(opts.sid)
         return orig(g, r, opts)
 
     monkeypatch.setattr(DENSITY, "read", spy)
@@ -273,3 +273,25 @@ def test_cuda_mixed_precision(data, amp_dtype):
     assert np.isfinite(hist["train_loss"]).all() and (hist["peak_mem_mb"] > 0).all()
     ck = C.load(out / "last.pt", map_location="cpu")
     assert (ck["training"]["scaler"] is not None) == (amp_dtype == "fp16")
+
+
+def test_temperature_scaling_recovers_an_overconfident_network():
+    """Labels drawn from softmax(z); logits 3·z are overconfident: the fitted temperature is about 3."""
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(4000, 7)) * 1.5
+    p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    y = np.array([rng.choice(7, p=row) for row in p])
+    assert T.fit_temperature(3 * z, y) == pytest.approx(3.0, rel=0.1)
+    assert T.fit_temperature(z, y) == pytest.approx(1.0, rel=0.1)
+    assert T.fit_temperature(np.zeros((0, 7)), np.zeros(0)) == 1.0
+
+
+def test_the_checkpoint_carries_the_validation_temperature_and_predictions_use_it(data):
+    out, _ = _train(data, "lattice", cfg={"epochs": 2})
+    meta = C.load(out / "checkpoint.pt")["meta"]
+    assert 0.05 <= meta.temperature <= 20 and meta.temperature != 1.0
+    model, m = infer.load_checkpoint(out / "checkpoint.pt", "cpu", standin_registry())
+    logits = torch.tensor([[2.0, 0.0, -1.0, 0, 0, 0, 0]])
+    p = infer.decode_outputs(logits, m, top_k=1)["crystal_system"]["topk_prob"][0][0]
+    assert p == pytest.approx(float(torch.softmax(logits.double() / meta.temperature, 1)[0, 0]), rel=1e-6)
+    assert abs(p - float(torch.softmax(logits, 1)[0, 0])) > 1e-4  # not the uncalibrated probability

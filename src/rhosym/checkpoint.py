@@ -75,6 +75,7 @@ class CheckpointMeta:
     best_epoch: int = 0
     best_metric: float | None = None
     epochs_run: int = 0
+    temperature: float = 1.0  # softmax temperature fitted on the VALIDATION split (rhosym.train.calibrate)
     rhosym_version: str = ""
 
     def to_dict(self) -> dict:

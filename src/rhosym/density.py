@@ -226,7 +226,7 @@ class DirectModel:
         frac = points @ inv
         wrapped = (frac - np.floor(frac)) @ self.lattice
         d = 1.0 / np.linalg.norm(inv, axis=0)  # interplanar spacings
-        ptree = cKDTree(wrapped)
+        ptree = cKDTree(wrapped, leafsize=32, balanced_tree=False, compact_nodes=False)  # fastest here
         out = np.zeros(len(points))
         keys = np.concatenate([self.amp, self.expo, self.radius[:, None]], axis=1)
         _, group = np.unique(keys.round(12), axis=0, return_inverse=True)
@@ -240,7 +240,7 @@ class DirectModel:
             img = img[np.all((fimg >= -r / d) & (fimg <= 1.0 + r / d), axis=1)]
             if len(img) == 0:
                 continue
-            sdm = ptree.sparse_distance_matrix(cKDTree(img), r, output_type="ndarray")
+            sdm = ptree.sparse_distance_matrix(cKDTree(img, leafsize=4), r, output_type="ndarray")
             r2 = (sdm["v"] ** 2).astype(np.float32)
             val = np.zeros(len(r2))
             for a, e in zip(self.amp[sel[0]], self.expo[sel[0]]):

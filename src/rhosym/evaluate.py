@@ -41,7 +41,7 @@ from rhosym.registry import CLASS_TASKS, CONTROL_MODELS, CRYSTAL_SYSTEMS, MODELS
 log = logging.getLogger("rhosym.evaluate")
 VARIANT_KEY = ["dataset", "split", "task", "model", "trained_task", "input", "features", "points", "trained_on",
                "group"]
-CLASS_METRICS = ("top1", "top5", "macro_f1", "weighted_f1")
+CLASS_METRICS = ("top1", "top5", "macro_f1", "weighted_f1", "ece")
 REG_METRICS = ("mae", "rmse", "r2")
 UNITS = {t: TASKS[t].unit for t in REGRESSION_TASKS}
 
@@ -164,7 +164,7 @@ def _class_metrics(yt: np.ndarray, yp: np.ndarray, hits5: np.ndarray | None) -> 
 
     n = len(yt)
     if n == 0:
-        return {"n": 0, "top1": np.nan, "top5": np.nan, "macro_f1": np.nan, "weighted_f1": np.nan}
+        return {"n": 0, "top1": np.nan, "top5": np.nan, "macro_f1": np.nan, "weighted_f1": np.nan, "ece": np.nan}
     _, (ct, cp) = _sorted_codes(yt, yp)
     out = {
         "n": n,
@@ -172,6 +172,7 @@ def _class_metrics(yt: np.ndarray, yp: np.ndarray, hits5: np.ndarray | None) -> 
         "top5": int(np.count_nonzero(hits5)) / n if hits5 is not None else np.nan,
         "macro_f1": float(f1_score(ct, cp, average="macro", zero_division=0)),
         "weighted_f1": float(f1_score(ct, cp, average="weighted", zero_division=0)),
+        "ece": np.nan,  # set from the top-1 probabilities where the predictions have them
     }
     return out
 
@@ -273,6 +274,26 @@ def sort_rows(df: pd.DataFrame) -> pd.DataFrame:
     return df.loc[key.sort_values(["d", "s", "t", "m", "tt", "g"], kind="stable").index].reset_index(drop=True)
 
 
+def _file_top1_prob(path, n: int) -> np.ndarray:
+    """The top-1 probability of every row of one prediction file (NaN where it has none)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    try:
+        col = pq.read_table(path, columns=["topk_prob"]).column("topk_prob").combine_chunks()
+    except (KeyError, pa.ArrowInvalid):
+        return np.full(n, np.nan)
+    if len(col) != n or not (pa.types.is_list(col.type) or pa.types.is_large_list(col.type)):
+        return np.full(n, np.nan)
+    out = np.full(n, np.nan)
+    lengths = pc.list_value_length(col).to_numpy(zero_copy_only=False)
+    has = np.flatnonzero(np.nan_to_num(lengths.astype(float), nan=0.0) > 0)
+    if len(has):
+        out[has] = pc.list_element(col.take(pa.array(has)), 0).to_numpy(zero_copy_only=False).astype(float)
+    return out
+
+
 def _file_topk_hits(path, df: pd.DataFrame, yt: np.ndarray, k: int = 5) -> np.ndarray:
     """Top-``k`` hit of every row of one prediction file (rows of classification tasks), from its
     ``topk`` column read with pyarrow (the lists are never turned into Python objects)."""
@@ -338,17 +359,19 @@ def _read_for_metrics(paths: Sequence[str]) -> tuple[pd.DataFrame, dict, bool]:
                 vt[idx] = pd.to_numeric(df["y_true"].iloc[idx], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
                 vp[idx] = pd.to_numeric(df["y_pred"].iloc[idx], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
         top5 = np.zeros(n, dtype=bool)
+        conf = np.full(n, np.nan)
         if has_topk:
             any_topk = True
             top5 = _file_topk_hits(p, df, yt)
+            conf = _file_top1_prob(p, n)
         df = df.drop(columns=["y_true", "y_pred"])
         df["id"] = df["id"].astype(str)
         # object columns of shared label strings (8 bytes a row, no copies)
         df["_yt"], df["_yp"] = (pd.Series(a, index=df.index, dtype=object) for a in (yt, yp))
-        df["_vt"], df["_vp"], df["_top5"] = vt, vp, top5
+        df["_vt"], df["_vp"], df["_top5"], df["_conf"] = vt, vp, top5, conf
         frames.append(df)
     df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-        columns=VARIANT_KEY + ["seed", "id", "_yt", "_yp", "_vt", "_vp", "_top5"])
+        columns=VARIANT_KEY + ["seed", "id", "_yt", "_yp", "_vt", "_vp", "_top5", "_conf"])
     for p, why in skipped.items():
         log.warning("prediction file skipped: %s: %s", p, why)
     return df, skipped, any_topk
@@ -395,7 +418,7 @@ def evaluate_predictions(pred_paths: Sequence[str], out_dir: str | Path, dataset
     df, skipped, has_topk = _read_for_metrics(pred_paths)
     if dataset and len(df):
         df["dataset"] = dataset
-    cls_rows, reg_rows, seed_rows, id_rows, index_rows = [], [], [], [], []
+    cls_rows, reg_rows, seed_rows, id_rows, index_rows, calib_rows = [], [], [], [], [], []
     for (split, task), where in _groups(df, ["split", "task"]):
         rows = df.take(where)
         is_cls = task in CLASS_TASKS
@@ -420,9 +443,12 @@ def evaluate_predictions(pred_paths: Sequence[str], out_dir: str | Path, dataset
                 if is_cls:
                     f_yt, f_yp, f_hit = (full[c].to_numpy() for c in ("_yt", "_yp", "_top5"))
                     com = {"yt": _take(first["_yt"].to_numpy(), pos, ""), "yp": _take(first["_yp"].to_numpy(), pos, ""),
-                           "hit": _take(first["_top5"].to_numpy(), pos, False)}
+                           "hit": _take(first["_top5"].to_numpy(), pos, False),
+                           "conf": _take(first["_conf"].to_numpy(dtype=float), pos, np.nan)}
                     mc = _class_metrics(com["yt"], com["yp"], com["hit"] if has_topk else None)
                     mf = _class_metrics(f_yt, f_yp, f_hit if has_topk else None)
+                    mc["ece"] = stats.reliability(com["conf"], com["yt"] == com["yp"])[0]
+                    mf["ece"] = stats.reliability(full["_conf"].to_numpy(dtype=float), f_yt == f_yp)[0]
                 else:
                     com = {"vt": _take(first["_vt"].to_numpy(dtype=float), pos, np.nan),
                            "vp": _take(first["_vp"].to_numpy(dtype=float), pos, np.nan)}
@@ -450,6 +476,8 @@ def evaluate_predictions(pred_paths: Sequence[str], out_dir: str | Path, dataset
                 stem = experiment_stem(row)
                 pooled_yt = np.concatenate([f["yt"] for f in frames])
                 pooled_yp = np.concatenate([f["yp"] for f in frames])
+                _ece, bins = stats.reliability(np.concatenate([f["conf"] for f in frames]), pooled_yt == pooled_yp)
+                calib_rows += [{**base, **b} for b in bins]
                 _per_class(pooled_yt, pooled_yp, task).to_csv(out / "per_class" / f"{stem}.csv", index=False)
                 counts = _confusion(pooled_yt, pooled_yp, task)
                 counts.to_csv(out / "confusion" / f"{stem}.csv")
@@ -470,6 +498,8 @@ def evaluate_predictions(pred_paths: Sequence[str], out_dir: str | Path, dataset
     per_seed.to_csv(out / "per_seed.csv", index=False)
     ids_df.to_csv(out / "common_test_ids.csv", index=False)
     pd.DataFrame(index_rows).to_csv(out / "confusion" / "index.csv", index=False)
+    pd.DataFrame(calib_rows, columns=VARIANT_KEY + ["bin", "lo", "hi", "n", "confidence", "accuracy"]).to_csv(
+        out / "calibration.csv", index=False)
     ds = dataset or (cls["dataset"].iloc[0] if len(cls) else reg["dataset"].iloc[0] if len(reg) else "")
     (out / "classification.md").write_text(to_markdown(
         readable_table(cls, "classification"), f"Classification on the common test set ({ds})",
@@ -560,6 +590,7 @@ def readable_table(df: pd.DataFrame, kind: str) -> pd.DataFrame:
             out["macro-F1 (%)"] = _pm(r["macro_f1"], r["macro_f1_sd"], 100, 1)
             out["margin over lattice (pp)"] = "" if not np.isfinite(r.get("margin_lattice_pp", np.nan)) else \
                 f"{r['margin_lattice_pp']:+.1f}"
+            out["ECE (%)"] = _pm(r.get("ece", np.nan), r.get("ece_sd"), 100, 1)
             out["n_full"] = int(r["n_full"])
             out["accuracy full (%)"] = _pm(r["top1_full"], None, 100, 1)
         else:

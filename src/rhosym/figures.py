@@ -861,6 +861,53 @@ def make_figRobust(inputs, outputs, params):
     plot_figRobust(_concat(_read_csv(p) for p in inputs["robust"]), outputs["png"], outputs["pdf"])
 
 
+def plot_figCalibration(calib: pd.DataFrame, out_png, out_pdf=None, splits: Mapping[str, str] | None = None):
+    """Reliability diagrams: test accuracy against the predicted top-1 probability (temperature-scaled on
+    the validation split), one panel per data set and task, one line per model (plain variants, the
+    data set's primary split, seeds pooled); the diagonal is perfect calibration."""
+    plt = _plt()
+    d = calib if calib is not None else pd.DataFrame()
+    if not d.empty:
+        if splits:
+            d = d[[splits.get(ds, sp) == sp for ds, sp in zip(d["dataset"], d["split"])]]
+        d = d[d["trained_on"].astype(str) == d["dataset"].astype(str)]
+        d = d[d["group"].astype(str).map(_is_plain)]
+        d = d[d["points"].fillna(0).astype(int) == 0]
+    if d.empty:
+        return _empty_figure("No classification predictions with probabilities.", out_png, out_pdf,
+                             "Reliability diagrams")
+    datasets = list(dict.fromkeys(d["dataset"]))
+    tasks = [t for t in CLASS_TASKS if t in set(d["task"])]
+    fig, axes = plt.subplots(len(datasets), len(tasks), figsize=(0.8 + 3.0 * len(tasks), 0.9 + 2.8 * len(datasets)),
+                             squeeze=False)
+    for i, ds in enumerate(datasets):
+        for j, task in enumerate(tasks):
+            ax = axes[i, j]
+            ax.plot([0, 1], [0, 1], color="0.6", lw=0.8, ls=":")
+            sub = d[(d["dataset"] == ds) & (d["task"] == task)]
+            for (model, _group), g in sub.groupby(["model", "group"], sort=False):
+                st = model_style(model)
+                g = g.sort_values("bin")
+                ax.plot(g["confidence"], g["accuracy"], marker=st["marker"], color=st["color"], mec="black",
+                        mew=0.4, ms=3.5, lw=1, label=model_label(model))
+            ax.set_xlim(0, 1)
+            ax.set_ylim(0, 1)
+            ax.grid(color="0.9", lw=0.5)
+            _label_grid_panel(ax, i, j, len(datasets), ds, task, "top-1 probability (calibrated)")
+            if j == 0:
+                ax.set_ylabel(f"{ds}\ntest accuracy")
+            if len(sub):
+                ax.legend(frameon=False, fontsize=6)
+    fig.tight_layout()
+    save(fig, out_png, out_pdf)
+    return fig
+
+
+def make_figCalibration(inputs, outputs, params):
+    plot_figCalibration(_concat(_read_csv(p) for p in inputs["calibration"]), outputs["png"], outputs["pdf"],
+                        params.get("splits"))
+
+
 def make_tables(inputs, outputs, params):
     cls = _concat(_read_csv(p) for p in inputs["classification"])
     reg = _concat(_read_csv(p) for p in inputs["regression"])

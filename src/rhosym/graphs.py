@@ -122,6 +122,29 @@ def _one_search_analyzer():
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
     class OneSearch(SpacegroupAnalyzer):
+        def __init__(self, structure, symprec: float = 0.01, angle_tolerance: float = 5):
+            # pymatgen's __init__ without its per-site magnetic-moment checks, for cells without moments
+            # (those take pymatgen's own): species numbered in order of first appearance, one search
+            from pymatgen.symmetry.analyzer import _get_symmetry_dataset
+
+            props = structure.site_properties
+            if "magmom" in props or any(getattr(sp, "spin", None) is not None for sp in structure.types_of_species):
+                super().__init__(structure, symprec, angle_tolerance)
+                return
+            self._symprec, self._angle_tol, self._structure = symprec, angle_tolerance, structure
+            self._site_props = props
+            species = [site.species for site in structure]
+            self._unique_species = []
+            zs = []
+            for sp in species:
+                if sp not in self._unique_species:
+                    self._unique_species.append(sp)
+                zs.append(self._unique_species.index(sp) + 1)
+            self._numbers = zs
+            self._cell = (tuple(map(tuple, structure.lattice.matrix.tolist())),
+                          tuple(map(tuple, structure.frac_coords.tolist())), tuple(zs))
+            self._space_group_data = _get_symmetry_dataset(self._cell, symprec, angle_tolerance)
+
         def _get_symmetry(self):  # as pymatgen's, from the dataset instead of spglib.get_symmetry
             ds = self._space_group_data
             translations = np.array([[float(Fraction(c).limit_denominator(1000)) for c in t]

@@ -86,7 +86,8 @@ def decode_outputs(out, meta: dict, top_k: int = 5) -> dict:
         t = meta.get("target") or {"mean": 0.0, "std": 1.0}
         out = out.reshape(len(out), -1)[:, 0] if out.ndim > 1 else out
         return {task: {"y_pred": (out.double().numpy() * t["std"] + t["mean"]).tolist()}}
-    prob = torch.softmax(out.double(), dim=1).numpy()
+    # calibrated: the temperature fitted on the validation split (rhosym.train.calibrate; 1.0 if none)
+    prob = torch.softmax(out.double() / float(meta.get("temperature") or 1.0), dim=1).numpy()
     if meta.get("kind") == "joint" or len(meta.get("answers") or [task]) > 1:
         from rhosym.hierarchy import marginal_probabilities
 

@@ -36,6 +36,7 @@ METRIC_FILES = {
     "classification": "{ds}/metrics/classification.csv", "classification_md": "{ds}/metrics/classification.md",
     "regression": "{ds}/metrics/regression.csv", "regression_md": "{ds}/metrics/regression.md",
     "common_ids": "{ds}/metrics/common_test_ids.csv", "per_seed": "{ds}/metrics/per_seed.csv",
+    "calibration": "{ds}/metrics/calibration.csv",
 }
 METRICS_PER_CLASS = "{ds}/metrics/per_class"
 METRICS_CONFUSION = "{ds}/metrics/confusion"

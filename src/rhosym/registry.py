@@ -390,6 +390,8 @@ FIGURES: dict[str, FigureSpec] = {f.name: f for f in (
     FigureSpec("figS11", "make_figS11", {"history": ("history.csv", "experiments")}, "figS11.rst"),
     FigureSpec("figRobust", "make_figRobust", {"robust": ("metrics/robustness.csv", "robust")},
                "figRobust.rst"),
+    FigureSpec("figCalibration", "make_figCalibration",
+               {"calibration": ("metrics/calibration.csv", "classification")}, "figCalibration.rst"),
     FigureSpec("tables", "make_tables", {"classification": ("metrics/classification.csv", "evaluated"),
                                          "regression": ("metrics/regression.csv", "evaluated")},
                "tables.rst", outputs="tables"),

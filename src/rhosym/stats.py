@@ -155,3 +155,26 @@ def _square(conf: np.ndarray, n_classes: int) -> np.ndarray:
     out = np.zeros((b, n_classes + 1, n_classes + 1))
     out[:, :n_classes, :] = conf
     return out
+
+
+def reliability(confidence: np.ndarray, correct: np.ndarray, bins: int = 15) -> tuple[float, list[dict]]:
+    """Expected calibration error (the |accuracy − confidence| of equal-width confidence bins, weighted by
+    their share of the predictions; Guo et al. 2017) and the bins (lo, hi, n, confidence, accuracy) of a
+    reliability diagram. Rows without a confidence (NaN) are left out; (NaN, []) when none is left."""
+    c = np.asarray(confidence, dtype=np.float64)
+    ok = np.isfinite(c)
+    c, k = c[ok], np.asarray(correct, dtype=np.float64)[ok]
+    if not len(c):
+        return float("nan"), []
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(c, edges[1:-1]), 0, bins - 1)
+    ece, rows = 0.0, []
+    for b in range(bins):
+        m = which == b
+        if not m.any():
+            continue
+        conf, acc = float(c[m].mean()), float(k[m].mean())
+        ece += m.mean() * abs(acc - conf)
+        rows.append({"bin": b, "lo": float(edges[b]), "hi": float(edges[b + 1]), "n": int(m.sum()),
+                     "confidence": conf, "accuracy": acc})
+    return float(ece), rows

@@ -36,6 +36,7 @@ import numpy as np
 
 from rhosym import inputs
 from rhosym.models import MODELS, build_model, collate
+from rhosym.registry import MODELS as SPECS
 
 log = logging.getLogger("rhosym.bench.train")
 
@@ -181,7 +182,8 @@ def compare_sparse_dense(samples: list[dict], cfg: dict, device_name: str, steps
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rhosym bench train", description=__doc__.split("\n")[0])
     p.add_argument("--device", default="cpu", help="cpu or cuda[:i] (default cpu)")
-    p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    trainable = [m for m in MODELS if not SPECS[m].fit_free]  # the classical finder has nothing to train
+    p.add_argument("--models", nargs="+", default=trainable, choices=trainable)
     p.add_argument("--batch-size", type=int, default=None,
                    help="samples per batch for every model (default: density 4, others 32 on CPU; ×8 on CUDA)")
     p.add_argument("--steps", type=int, default=3, help="timed steps (default 3)")

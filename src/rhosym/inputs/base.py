@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -171,3 +172,28 @@ class InputKind:
     def perturbed(self, row: dict, s, names: list[str], levels: dict, seed: int) -> Iterator[tuple[str, float, dict]]:
         """``(perturbation, strength, raw sample)`` of one test structure (its ingest ``row``)."""
         return iter(())
+
+    def grid_perturbations(self, sid: str, s, names, levels, seed: int, structure, rho, lattice, b_iso: float,
+                           clean=None) -> Iterator[tuple[str, float, dict]]:
+        """The perturbed samples of a kind that reads densities: noise, blur and wedge on the dense grid
+        ``rho`` ((C,) nx, ny, nz over ``lattice``), then :meth:`from_density`; thermal smearing recomputes
+        the density of ``structure`` (skipped without one). ``clean``: makes the unperturbed sample when
+        the grid is not how the training inputs were made (a density evaluated directly)."""
+        from rhosym.perturb import apply_grid, seeded, thermal
+
+        rho = np.asarray(rho)
+        channels = rho if rho.ndim == 4 else rho[None]
+        for name in names:
+            for lv in levels[name]:
+                if name == "thermal":
+                    if structure is not None:
+                        moved = structure if lv == 0 else thermal(structure, lv, default_b=b_iso)
+                        yield name, lv, self.from_structure(moved, sid, s)[0]
+                    continue
+                none = (name == "noise" and math.isinf(lv)) or (name != "noise" and lv == 0)
+                if none and clean is not None:
+                    yield name, lv, clean()
+                    continue
+                rng = seeded(seed, sid, name, lv)
+                p = channels if none else np.stack([apply_grid(name, c, lattice, lv, rng) for c in channels])
+                yield name, lv, self.from_density(p.astype(np.float32), lattice, sid, s)[0]

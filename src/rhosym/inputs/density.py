@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import hashlib
-import math
 
 import numpy as np
 
@@ -237,7 +236,6 @@ class Density(InputKind):
     def perturbed(self, row, s, names, levels, seed):
         from rhosym.density import density_of_row
         from rhosym.ingest import structure_from_json
-        from rhosym.perturb import apply_grid, seeded, thermal
 
         sid = str(row["id"])
         if s.density_kind == "chgcar":
@@ -248,20 +246,8 @@ class Density(InputKind):
             st = structure_from_json(row["structure"])
             rho, _ = density_of_row({"kind": "structure", "structure": row["structure"]}, s.density)
             lattice = st.lattice.matrix
-        for name in names:
-            for lv in levels[name]:
-                if name == "thermal":
-                    if st is not None:
-                        moved = st if lv == 0 else thermal(st, lv, default_b=s.density.b_iso)
-                        yield name, lv, self.from_structure(moved, sid, s)[0]
-                    continue
-                none = (name == "noise" and math.isinf(lv)) or (name != "noise" and lv == 0)
-                if none and s.source == "direct" and st is not None:
-                    yield name, lv, self.from_structure(st, sid, s)[0]
-                    continue
-                rng = seeded(seed, sid, name, lv)
-                p = rho if none else np.stack([apply_grid(name, c, lattice, lv, rng) for c in rho]).astype(np.float32)
-                yield name, lv, self.from_density(p, lattice, sid, s)[0]
+        clean = (lambda: self.from_structure(st, sid, s)[0]) if s.source == "direct" and st is not None else None
+        yield from self.grid_perturbations(sid, s, names, levels, seed, st, rho, lattice, s.density.b_iso, clean)
 
 
 DENSITY = Density()

@@ -17,8 +17,6 @@ smearing recomputes it from the structure.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from rhosym.inputs.base import InputKind, ReadOptions
@@ -95,7 +93,6 @@ class Symops(InputKind):
     def perturbed(self, row, s, names, levels, seed):
         from rhosym.density import density_of_row
         from rhosym.ingest import structure_from_json
-        from rhosym.perturb import apply_grid, seeded, thermal
         from rhosym.symops import frame_from_grid, frame_from_structure
 
         sid = str(row["id"])
@@ -108,17 +105,8 @@ class Symops(InputKind):
             st = structure_from_json(row["structure"])
             frame = frame_from_structure(st, n=s.symops.n, symprec=s.symops.lattice_symprec,
                                          b_iso=s.density.b_iso, blur=s.density.blur)
-        grid, lattice = np.asarray(frame.grid, dtype=np.float64), np.asarray(frame.lattice)
-        for name in names:
-            for lv in levels[name]:
-                if name == "thermal":
-                    if st is not None:
-                        moved = st if lv == 0 else thermal(st, lv, default_b=s.density.b_iso)
-                        yield name, lv, self.from_structure(moved, sid, s)[0]
-                    continue
-                none = (name == "noise" and math.isinf(lv)) or (name != "noise" and lv == 0)
-                g = grid if none else apply_grid(name, grid, lattice, lv, seeded(seed, sid, name, lv))
-                yield name, lv, self.from_density(np.asarray(g), lattice, sid, s)[0]
+        yield from self.grid_perturbations(sid, s, names, levels, seed, st, frame.grid, np.asarray(frame.lattice),
+                                           s.density.b_iso)
 
 
 class FracGrid(Symops):
