@@ -365,3 +365,30 @@ def test_calibration_table_and_ece_from_the_top1_probabilities(fake):
     assert len(cal) and {"confidence", "accuracy", "n"} <= set(cal.columns)
     assert cal["confidence"].between(0, 1).all() and cal["accuracy"].between(0, 1).all()
     assert "ece" in cls.columns and cls["ece"].dropna().between(0, 1).all()
+
+
+def _learning_fake() -> pd.DataFrame:
+    rows = []
+    for model, control, accs in (("lattice", True, {1.0: 0.8}), ("sparse_cnn", False,
+                                                              {0.125: 0.2, 0.25: 0.36, 0.5: 0.488, 1.0: 0.59})):
+        for f, acc in accs.items():
+            tag = "" if f == 1.0 else f"-fr{int(1000 * f):03d}"
+            rows.append({"dataset": "mp", "split": "formula", "task": "space_group", "model": model,
+                         "trained_task": "symmetry", "input": "grid", "features": 1, "points": 0,
+                         "trained_on": "mp", "group": f"grid-f1{tag}-formula", "control": control,
+                         "top1": acc, "top1_lo": acc - 0.05, "top1_hi": acc + 0.05})
+    return pd.DataFrame(rows)
+
+
+def test_learning_curve_table_fits_the_power_law_and_says_extrapolation(tmp_path):
+    from rhosym.figures import learning_table, plot_figLearning
+
+    t = learning_table(_learning_fake())
+    (row,) = t.to_dict("records")
+    # 1 - acc = 0.8, 0.64, 0.512, 0.41 ~ 0.41 f^(-0.32): the control's 0.2 error at f = (0.41/0.2)^(1/0.32)
+    assert row["model"] == "sparse_cnn" and row["b"] == pytest.approx(0.322, abs=0.01)
+    assert row["crossing_fraction"] == pytest.approx((row["a"] / 0.2) ** (1 / row["b"]), rel=1e-9)
+    assert row["crossing_fraction"] > 1 and row["note"] == "extrapolation"
+    fig = plot_figLearning(_learning_fake(), tmp_path / "l.png")
+    labels = [x.get_text() for ax in fig.axes for x in (ax.get_legend().get_texts() if ax.get_legend() else [])]
+    assert "lattice control (all data)" in labels and any("Sparse" in lab for lab in labels)

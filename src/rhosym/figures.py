@@ -735,6 +735,14 @@ def write_tables(classification: pd.DataFrame, regression: pd.DataFrame, outputs
     """Write the tables to ``outputs`` (keys ``s1_csv, s1_md, s2_csv, s2_md, s3_csv, s3_md`` and, when
     given, ``results_csv, results_md``: every result in one table)."""
     t = supplementary_tables(classification, regression, splits)
+    if "learning_csv" in outputs:
+        lt = learning_table(classification, splits)
+        lt.to_csv(outputs["learning_csv"], index=False, float_format="%.6g")
+        Path(outputs["learning_md"]).write_text(_md(
+            lt, "Learning curves: power law 1 − accuracy = a · f^(−b) over the training fraction f, and the "
+            "fraction at which it would reach the strongest lattice control (f > 1: extrapolation)",
+            "No model trained at three or more training fractions (experiments: fractions: [...]).",
+            floatfmt=".3f"))
     if "results_csv" in outputs:
         r = results_table(classification, regression, cells)
         r.to_csv(outputs["results_csv"], index=False)
@@ -906,6 +914,107 @@ def plot_figCalibration(calib: pd.DataFrame, out_png, out_pdf=None, splits: Mapp
 def make_figCalibration(inputs, outputs, params):
     plot_figCalibration(_concat(_read_csv(p) for p in inputs["calibration"]), outputs["png"], outputs["pdf"],
                         params.get("splits"))
+
+
+def learning_rows(classification: pd.DataFrame, splits: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """The learning-curve points of a metrics table: each data set's primary split, trained on itself,
+    1 feature, as sampled, unaugmented, with the training ``fraction`` of its variant."""
+    from rhosym.layout import parse_variant
+
+    d = classification if classification is not None else pd.DataFrame()
+    if d.empty:
+        return d
+    d = d.copy()
+    if splits:
+        d = d[[splits.get(ds, sp) == sp for ds, sp in zip(d["dataset"], d["split"])]]
+    d = d[(d["trained_on"].astype(str) == d["dataset"].astype(str)) & (d["points"].fillna(0).astype(int) == 0)
+          & (d["features"].astype(int) == 1) & d["group"].astype(str).map(_is_plain)]
+    d = d[~d["group"].astype(str).str.contains("-ft")]
+
+    def fraction(g: str) -> float:
+        try:
+            return parse_variant(f"{g}-s0")["fraction"]
+        except ValueError:
+            return 1.0
+
+    return d.assign(fraction=d["group"].astype(str).map(fraction))
+
+
+def learning_table(classification: pd.DataFrame, splits: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """Per data set, task and model with three or more training fractions: the power law
+    ``1 − accuracy = a · f^(−b)`` fitted (least squares in log-log) to the mean accuracies, and the
+    fraction f* of today's training set at which it would reach the strongest lattice control's accuracy at
+    the full training set (an extrapolation beyond the measured fractions when f* > 1)."""
+    d = learning_rows(classification, splits)
+    cols = ["dataset", "task", "model", "fractions", "a", "b", "control_top1", "crossing_fraction", "note"]
+    rows = []
+    if d.empty:
+        return pd.DataFrame(columns=cols)
+    for (ds, task), g in d.groupby(["dataset", "task"], sort=False):
+        ctrl = g[g["control"].astype(bool) & (g["fraction"] == 1.0)]
+        c_top1 = float(ctrl["top1"].max()) if len(ctrl) else np.nan
+        for model, m in g.groupby("model", sort=False):
+            m = m.groupby("fraction")["top1"].mean()
+            if len(m) < 3 or MODELS.get(model) is not None and MODELS[model].control:
+                continue
+            f, err = m.index.to_numpy(float), np.clip(1.0 - m.to_numpy(float), 1e-4, None)
+            slope, intercept = np.polyfit(np.log(f), np.log(err), 1)
+            a, b = float(np.exp(intercept)), float(-slope)
+            cross = np.nan
+            if np.isfinite(c_top1) and b > 0:
+                cross = float((a / max(1.0 - c_top1, 1e-4)) ** (1.0 / b))
+            note = ("already above the control" if np.isfinite(cross) and cross <= 1 else
+                    "extrapolation" if np.isfinite(cross) else "no crossing (error does not fall)")
+            rows.append({"dataset": ds, "task": task, "model": model, "fractions": ", ".join(f"{x:g}" for x in f),
+                         "a": a, "b": b, "control_top1": c_top1, "crossing_fraction": cross, "note": note})
+    return pd.DataFrame(rows, columns=cols)
+
+
+def plot_figLearning(classification: pd.DataFrame, out_png, out_pdf=None, splits: Mapping[str, str] | None = None):
+    """Learning curves: test accuracy against the fraction of the training split (log scale), per data
+    set and task, one line per model with more than one fraction (bootstrap 95 % bands), the strongest
+    lattice control at the full training set as a dashed line."""
+    plt = _plt()
+    d = learning_rows(classification, splits)
+    if not d.empty:
+        keep = d.groupby(["dataset", "task", "model"])["fraction"].transform("nunique") > 1
+        d = d[keep | d["control"].astype(bool)]
+    if d.empty or d["fraction"].nunique() < 2:
+        return _empty_figure("No learning curves (set experiments: fractions: [0.125, 0.25, 0.5, 1]).", out_png,
+                             out_pdf, "Learning curves")
+    datasets = list(dict.fromkeys(d["dataset"]))
+    tasks = [t for t in CLASS_TASKS if t in set(d["task"])]
+    fig, axes = plt.subplots(len(datasets), len(tasks), figsize=(0.8 + 3.2 * len(tasks), 0.9 + 2.7 * len(datasets)),
+                             squeeze=False)
+    for i, ds in enumerate(datasets):
+        for j, task in enumerate(tasks):
+            ax = axes[i, j]
+            sub = d[(d["dataset"] == ds) & (d["task"] == task)]
+            ctrl = sub[sub["control"].astype(bool) & (sub["fraction"] == 1.0)]
+            if len(ctrl):
+                ax.axhline(100 * ctrl["top1"].max(), color="0.5", ls="--", lw=1, label="lattice control (all data)")
+            for model, g in sub[~sub["control"].astype(bool)].groupby("model", sort=False):
+                g = g.groupby("fraction")[["top1", "top1_lo", "top1_hi"]].mean().sort_index()
+                if len(g) < 2:
+                    continue
+                st = model_style(model)
+                x = g.index.to_numpy(float)
+                ax.plot(x, 100 * g["top1"], marker=st["marker"], color=st["color"], mec="black", mew=0.4, ms=4,
+                        label=model_label(model))
+                ax.fill_between(x, 100 * g["top1_lo"], 100 * g["top1_hi"], color=st["color"], alpha=0.15, lw=0)
+            ax.set_xscale("log", base=2)
+            ax.grid(color="0.9", lw=0.5)
+            _label_grid_panel(ax, i, j, len(datasets), ds, task, "fraction of the training split")
+            if len(sub):
+                ax.legend(frameon=False, fontsize=6)
+    fig.tight_layout()
+    save(fig, out_png, out_pdf)
+    return fig
+
+
+def make_figLearning(inputs, outputs, params):
+    plot_figLearning(_concat(_read_csv(p) for p in inputs["classification"]), outputs["png"], outputs["pdf"],
+                     params.get("splits"))
 
 
 def make_tables(inputs, outputs, params):

@@ -8,7 +8,8 @@ the others as Snakemake wildcards. An experiment's identity lives in its *varian
 ``grid-f1-zssynthetic-formula-s0`` (predictions of the synthetic set's model, zero-shot) or
 ``grid-f1-aug-formula-s0`` (trained with the robustness augmentations, robustness.train_augment),
 ``grid-f1-ashift-formula-s0`` (trained with a random origin shift, ``experiments[].augment``) and
-``grid-f1-ashift-tshift-formula-s0`` (its predictions on origin-shifted test inputs).
+``grid-f1-ashift-tshift-formula-s0`` (its predictions on origin-shifted test inputs) and
+``grid-f1-fr125-formula-s0`` (trained on 1/8 of the training split: a learning-curve point).
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ def benchmark(results: str, rule: str, *parts: str) -> str:
 
 # ---------------------------------------------------------------------------------------------- variants
 VARIANT_RE = re.compile(
-    r"^(?P<input>[a-z][a-z_]*)-f(?P<features>\d+)(?:-n(?P<points>\d+))?(?:-ft(?P<pretrained>[A-Za-z0-9_]+?))?"
+    r"^(?P<input>[a-z][a-z_]*)-f(?P<features>\d+)(?:-n(?P<points>\d+))?(?:-fr(?P<fraction>\d+))?(?:-ft(?P<pretrained>[A-Za-z0-9_]+?))?"
     r"(?:-zs(?P<source>[A-Za-z0-9_]+?))?(?P<aug>-aug)?(?:-a(?P<augment>shiftrot|shift|rot))?"
     r"(?:-t(?P<test>shiftrot|shift|rot))?-(?P<split>none|formula|structure)-s(?P<seed>\d+)$")
 #: Snakemake wildcard constraint of {variant} (no named groups: Snakemake reads <name> as a path variable)
@@ -83,10 +84,13 @@ VARIANT_CONSTRAINT = re.sub(r"\(\?P<\w+>", "(?:", VARIANT_RE.pattern[1:-1])
 
 
 def variant(input: str, features: int, split: str, seed: int, points: int = 0, pretrained: str | None = None,
-            source: str | None = None, robust: bool = False, augment: str = "", test: str = "") -> str:
+            source: str | None = None, robust: bool = False, augment: str = "", test: str = "",
+            fraction: float = 1.0) -> str:
     v = f"{input}-f{int(features)}"
     if points:
         v += f"-n{int(points)}"
+    if fraction < 1.0:
+        v += f"-fr{int(round(1000 * fraction)):03d}"  # the training fraction, per mille
     if pretrained:
         v += f"-ft{pretrained}"
     if source:
@@ -108,7 +112,8 @@ def parse_variant(text: str) -> dict:
     d = m.groupdict()
     return {"input": d["input"], "features": int(d["features"]), "points": int(d["points"] or 0),
             "pretrained": d["pretrained"], "source": d["source"], "robust": bool(d["aug"]),
-            "augment": d["augment"] or "", "test": d["test"] or "", "split": d["split"], "seed": int(d["seed"])}
+            "augment": d["augment"] or "", "test": d["test"] or "", "split": d["split"], "seed": int(d["seed"]),
+            "fraction": int(d["fraction"]) / 1000 if d["fraction"] else 1.0}
 
 
 def group_of(variant_: str) -> str:

@@ -390,6 +390,8 @@ FIGURES: dict[str, FigureSpec] = {f.name: f for f in (
     FigureSpec("figS11", "make_figS11", {"history": ("history.csv", "experiments")}, "figS11.rst"),
     FigureSpec("figRobust", "make_figRobust", {"robust": ("metrics/robustness.csv", "robust")},
                "figRobust.rst"),
+    FigureSpec("figLearning", "make_figLearning",
+               {"classification": ("metrics/classification.csv", "classification")}, "figLearning.rst"),
     FigureSpec("figCalibration", "make_figCalibration",
                {"calibration": ("metrics/calibration.csv", "classification")}, "figCalibration.rst"),
     FigureSpec("tables", "make_tables", {"classification": ("metrics/classification.csv", "evaluated"),
@@ -402,6 +404,7 @@ TABLE_FILES = {
     "s2_csv": "table_s2_regression.csv", "s2_md": "table_s2_regression.md",
     "s3_csv": "table_s3_features.csv", "s3_md": "table_s3_features.md",
     "results_csv": "results.csv", "results_md": "results.md",
+    "learning_csv": "table_learning_curves.csv", "learning_md": "table_learning_curves.md",
 }
 
 

@@ -182,7 +182,16 @@ class DatasetSettings(Strict):
 
 
 class ExperimentBlock(Strict):
-    """A product of data sets × models × tasks × features × samplings × points × splits × seeds."""
+    """A product of data sets × models × tasks × features × samplings × points × fractions × augmentations
+    × splits × seeds."""
+
+    @field_validator("fractions")
+    @classmethod
+    def _fractions(cls, v):
+        if not v or any(not 0 < f <= 1 for f in v):
+            raise ValueError(f"fractions must be in (0, 1], got {v}")
+        return v
+
 
     datasets: list[str] | None = Field(None, description="Data sets (default: all).")
     models: list[ModelName] = Field(description="Models (rhosym.registry.MODELS).")
@@ -200,6 +209,9 @@ class ExperimentBlock(Strict):
                                    "models (zero-shot transfer).")
     robust: bool = Field(False, description="Train with the robustness augmentations too (robustness.train_augment, "
                          "on top of train.augment); the variant is tagged -aug.")
+    fractions: list[float] = Field([1.0], description="Learning curves: train on these fractions of the training "
+                                   "split (nested seeded subsets, 0 < f <= 1; validation and test ids never change); "
+                                   "the variant is tagged -fr<per mille>.")
     augment: list[Literal[("none", *R.AUGMENTATIONS)]] = Field(  # type: ignore[valid-type]
         ["none"], description="Geometric augmentation of density models, an experiment axis: none (the paper), "
         "shift (random periodic origin shift), rot (random rotation) or shiftrot. An augmented experiment's "

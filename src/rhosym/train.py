@@ -70,6 +70,7 @@ class TrainJob:
     threads: int = 0
     resume: bool = True
     cache_mb: int = 4000
+    fraction: float = 1.0  # of the training split (learning curves; :func:`training_subset`)
     registry: object = None  # tests pass a stand-in (build_model, collate, INPUT_KIND)
 
     def __post_init__(self):
@@ -108,6 +109,19 @@ class TrainJob:
 
 
 JOB_FORMAT = 1
+
+
+def training_subset(ids: list[str], fraction: float) -> list[str]:
+    """The first ``ceil(fraction × n)`` training ids in a fixed hash order: subsets of one split are
+    nested (1/8 ⊂ 1/4 ⊂ 1/2 ⊂ all) and the same for every model and seed; the split order is kept."""
+    import hashlib
+    import math
+
+    if fraction >= 1.0:
+        return list(ids)
+    rank = sorted(ids, key=lambda i: hashlib.blake2b(f"fraction:{i}".encode(), digest_size=8).digest())
+    keep = set(rank[:max(1, math.ceil(fraction * len(ids)))])
+    return [i for i in ids if i in keep]
 
 
 def _registry(job: TrainJob):
@@ -164,6 +178,10 @@ def prepare_data(job: TrainJob, cfg: TrainParams, pretrained: dict | None = None
     manifest, split = _read_table(job.manifest), _read_table(job.split)
     labels = L.encode_labels(manifest, job.task)
     ids = {s: split.loc[split["split"] == s, "id"].astype(str).tolist() for s in ("train", "val")}
+    if job.fraction < 1.0:
+        n_all = len(ids["train"])
+        ids["train"] = training_subset(ids["train"], job.fraction)
+        log.info("learning curve: %d of %d training structures (fraction %g)", len(ids["train"]), n_all, job.fraction)
     index = L.index_stores(list(job.stores), source)
     items = {s: L.build_items(ids[s], labels, list(job.stores), source, name=s, index=index,
                               max_points=job.points) for s in ("train", "val")}

@@ -30,11 +30,12 @@ class Experiment:
     pretrained: str | None = None  # fine-tuned from this data set's checkpoint
     robust: bool = False  # trained with the robustness augmentations too
     augment: str = ""  # trained with these geometric augmentations (registry.AUGMENTATIONS)
+    fraction: float = 1.0  # of the training split (a learning-curve point)
 
     @property
     def variant(self) -> str:
         return L.variant(self.input, self.features, self.split, self.seed, self.points, self.pretrained,
-                         robust=self.robust, augment=self.augment)
+                         robust=self.robust, augment=self.augment, fraction=self.fraction)
 
     @property
     def group(self) -> str:
@@ -69,7 +70,7 @@ class Transfer:
         e = self.experiment
         source = e.dataset if self.target != e.dataset else None
         return L.variant(e.input, e.features, self.target_split, e.seed, e.points, None, source=source,
-                         robust=e.robust, augment=e.augment, test=self.test)
+                         robust=e.robust, augment=e.augment, test=self.test, fraction=e.fraction)
 
 
 def expand_block(cfg, block) -> list[Experiment]:
@@ -79,15 +80,16 @@ def expand_block(cfg, block) -> list[Experiment]:
     """
     out: dict[Experiment, None] = {}
     datasets = block.datasets or list(cfg.datasets)
-    for ds, model, task, feats, sampling, points, aug in itertools.product(
-            datasets, block.models, block.tasks, block.features, block.sampling, block.points, block.augment):
+    for ds, model, task, feats, sampling, points, aug, frac in itertools.product(
+            datasets, block.models, block.tasks, block.features, block.sampling, block.points, block.augment,
+            block.fractions):
         spec = R.MODELS[model]
         density = spec.sampled
         for split in block.splits or [cfg.primary_split(ds)]:
             for seed in cfg.seeds_of(block):
                 e = Experiment(ds, model, task, spec.input_for(sampling), int(feats) if density else 1,
                                int(points) if density else 0, split, int(seed), block.pretrained, block.robust,
-                               aug if density and aug != "none" else "")
+                               aug if density and aug != "none" else "", float(frac))
                 out[e] = None
     return list(out)
 

@@ -211,19 +211,21 @@ def render_peaks(pos: np.ndarray, inten: np.ndarray, fwhm: np.ndarray, settings:
         sl = slice(start, start + rows)
         w = int(half[sl].max())
         off = np.arange(-w, w + 1)
-        idx = centre[sl, None] + off[None, :]
-        valid = (np.abs(off)[None, :] <= half[sl, None]) & (idx >= 0) & (idx < n)
-        xx = x0 + idx * dx - pos[sl, None]
-        h = fwhm[sl, None]
-        q = (xx / h) ** 2
-        prof = (eta * 2.0 / math.pi) / (h * (1.0 + 4.0 * q)) if eta > 0 else np.zeros_like(q)
+        inv_h = 1.0 / fwhm[sl]
+        # (x - pos) / fwhm on each peak's grid points centre - w ... centre + w
+        u = ((x0 + centre[sl] * dx - pos[sl]) * inv_h)[:, None] + (off * dx)[None, :] * inv_h[:, None]
+        q = u * u
+        amp = inten[sl] * inv_h
+        prof = ((eta * 2.0 / math.pi) * amp)[:, None] / (1.0 + 4.0 * q) if eta > 0 else np.zeros_like(q)
         if eta < 1:
-            wg = min(w, int(math.ceil(_GAUSS_FWHM * float(h.max()) / dx)) + 1)  # the Gaussian's columns
+            wg = min(w, int(math.ceil(_GAUSS_FWHM * float(fwhm[sl].max()) / dx)) + 1)  # the Gaussian's columns
             cols = slice(w - wg, w + wg + 1)
-            prof[:, cols] += ((1.0 - eta) * g_norm / h) * np.exp(-c_ln2 * q[:, cols])
-        prof *= inten[sl, None]
-        prof[~valid] = 0.0
-        out += np.bincount(np.clip(idx, 0, n - 1).ravel(), weights=prof.ravel(), minlength=n)
+            prof[:, cols] += ((1.0 - eta) * g_norm * amp)[:, None] * np.exp(-c_ln2 * q[:, cols])
+        # each peak adds its own window (± half) to the pattern, cut at the grid's ends
+        for k, (c, hw) in enumerate(zip(centre[sl].tolist(), half[sl].tolist())):
+            a, b = max(c - hw, 0), min(c + hw + 1, n)
+            if a < b:
+                out[a:b] += prof[k, w - c + a: w - c + b]
         start += rows
     return out
 
