@@ -4,7 +4,11 @@
 primitive cell (``SpacegroupAnalyzer.get_primitive_standard_structure``, tolerance ``graphs.symprec``),
 which also idealizes the positions to the symmetry found; ``input`` keeps the ingest cell. If spglib
 fails the input cell is used with every atom its own class (P1), and the structure is counted under
-``counts["p1_fallback"]``.
+``counts["p1_fallback"]``. One spglib search per structure gives both the cell and the classes
+(:func:`_standard_primitive`: the dataset's standardized cell and its atoms' classes carried through
+pymatgen's transformations): the same cell as pymatgen's, and the classes of the group the cell was
+standardized to (spglib run again on the idealized cell agrees on all but 1 of 1,355 MP-20 structures,
+where it merges two orbits; docs/benchmarks/preprocessing.md).
 
 **CGCNN** (Xie & Grossman 2018): one node per site; edges to the neighbours within ``graphs.cutoff``
 (8 Å), at most ``graphs.cgcnn_max_neighbors`` (12) per atom, nearest first (periodic images included,

@@ -69,6 +69,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from rhosym.registry import SYMOPS_LADDER
+
 # --------------------------------------------------------------------------------------------------
 # canonical operation lists
 
@@ -133,7 +135,7 @@ CENTRINGS = (("A", (0, 1 / 2, 1 / 2)), ("B", (1 / 2, 0, 1 / 2)), ("C", (1 / 2, 1
              ("R_rev", (1 / 3, 2 / 3, 1 / 3)))
 CENTRING_OFFSET = N_POINT_SLOTS
 N_SLOTS = N_POINT_SLOTS + len(CENTRINGS)
-DEFAULT_LADDER = (0.999, 0.99, 0.95, 0.9, 0.8, 0.7, 0.6, 0.5)
+DEFAULT_LADDER = SYMOPS_LADDER  # rhosym.registry; the setting symops.ladder defaults to it
 _IDEAL = {"cubic": np.eye(3), "hexagonal": np.array([[1.0, 0, 0], [-0.5, math.sqrt(3) / 2, 0], [0, 0, 1.6]])}
 
 

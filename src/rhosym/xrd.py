@@ -19,7 +19,8 @@ the network reads the first 8,192). This module computes them from a pymatgen ``
 3. **Profile** (:func:`render`): for each wavelength k with ratio r_k (1 and 0.5), every stick becomes a
    pseudo-Voigt ``η L + (1 − η) G`` of unit area, FWHM from Caglioti ``H² = U tan²θ + V tanθ + W``
    (degrees², H at least ``min_fwhm``), evaluated only within ``± window_fwhm · H`` of its centre
-   (chunks of peaks broadcast against their windows; no per-point loop). The pattern is scaled to a
+   (chunks of peaks broadcast against their windows, each window added as one slice; the Gaussian part
+   within ± 6 H, where it is above 1e-43 of its height; no per-point loop). The pattern is scaled to a
    **maximum of 1** (a pattern without any reflection in range is rejected).
 
 Defaults (config section ``xrd``): ``U = 0.02``, ``V = −0.01``, ``W = 0.01`` deg², ``η = 0.5``: FWHM ≈ 0.10°
