@@ -448,6 +448,17 @@ def plot_figS7(distributions: Mapping[str, pd.DataFrame], out_png, out_pdf=None)
 
 
 # --------------------------------------------------------------------------------------------- fig S8
+def _panels(plt, d: pd.DataFrame, width: float = 3.2, height: float = 2.7, **kw):
+    """A figure with one panel per data set (rows) and classification task (columns) of ``d``:
+    ``(fig, n_rows, [(i, j, data set, task, ax, rows of d), ...])``."""
+    datasets = list(dict.fromkeys(d["dataset"]))
+    tasks = [t for t in CLASS_TASKS if t in set(d["task"])]
+    fig, axes = plt.subplots(len(datasets), len(tasks), figsize=(0.8 + width * len(tasks), 0.9 + height * len(datasets)),
+                             squeeze=False, **kw)
+    return fig, len(datasets), [(i, j, ds, task, axes[i, j], d[(d["dataset"] == ds) & (d["task"] == task)])
+                                for i, ds in enumerate(datasets) for j, task in enumerate(tasks)]
+
+
 def _label_grid_panel(ax, i: int, j: int, n_rows: int, ds: str, task: str, xlabel: str) -> None:
     """Titles on the top row (task), y labels on the first column (data set), x labels on the bottom row."""
     if i == 0:
@@ -582,29 +593,23 @@ def plot_figS8_trained(classification: pd.DataFrame, out_png, out_pdf=None):
     if d.empty:
         return _empty_figure("No experiments trained at several point-cloud sizes (experiments: points: [...]).",
                              out_png, out_pdf, "Supplementary Fig. 8")
-    datasets = list(dict.fromkeys(d["dataset"]))
-    tasks = [t for t in CLASS_TASKS if t in set(d["task"])]
-    fig, axes = plt.subplots(len(datasets), len(tasks), figsize=(0.8 + 3.4 * len(tasks), 0.9 + 2.7 * len(datasets)),
-                             squeeze=False)
-    for i, ds in enumerate(datasets):
-        for j, task in enumerate(tasks):
-            ax = axes[i, j]
-            sub = d[(d["dataset"] == ds) & (d["task"] == task)]
-            if sub.empty:
-                _no_data(ax)
-            for (model, inp, tt), g in sub.groupby(["model", "input", "trained_task"], sort=False):
-                g = g.sort_values("points")
-                st = model_style(model)
-                y = 100 * g["top1"].to_numpy(float)
-                lo, hi = 100 * g["top1_lo"].to_numpy(float), 100 * g["top1_hi"].to_numpy(float)
-                ax.errorbar(g["points"], y, yerr=[np.clip(y - lo, 0, None), np.clip(hi - y, 0, None)],
-                            marker=st["marker"], color=st["color"], mec="black", mew=0.5, capsize=2.5,
-                            label=f"{model_label(model)} ({inp}{', joint' if tt == 'symmetry' else ''})")
-            ax.set_xscale("log")
-            ax.grid(color="0.88", lw=0.5)
-            _label_grid_panel(ax, i, j, len(datasets), ds, task, "points per structure (trained and tested at this size)")
-            if len(sub):
-                ax.legend(frameon=False, fontsize=7)
+    fig, n_rows, panels = _panels(plt, d, width=3.4)
+    for i, j, ds, task, ax, sub in panels:
+        if sub.empty:
+            _no_data(ax)
+        for (model, inp, tt), g in sub.groupby(["model", "input", "trained_task"], sort=False):
+            g = g.sort_values("points")
+            st = model_style(model)
+            y = 100 * g["top1"].to_numpy(float)
+            lo, hi = 100 * g["top1_lo"].to_numpy(float), 100 * g["top1_hi"].to_numpy(float)
+            ax.errorbar(g["points"], y, yerr=[np.clip(y - lo, 0, None), np.clip(hi - y, 0, None)],
+                        marker=st["marker"], color=st["color"], mec="black", mew=0.5, capsize=2.5,
+                        label=f"{model_label(model)} ({inp}{', joint' if tt == 'symmetry' else ''})")
+        ax.set_xscale("log")
+        ax.grid(color="0.88", lw=0.5)
+        _label_grid_panel(ax, i, j, n_rows, ds, task, "points per structure (trained and tested at this size)")
+        if len(sub):
+            ax.legend(frameon=False, fontsize=7)
     fig.tight_layout()
     save(fig, out_png, out_pdf)
     return fig
@@ -884,36 +889,43 @@ def plot_figCalibration(calib: pd.DataFrame, out_png, out_pdf=None, splits: Mapp
     if d.empty:
         return _empty_figure("No classification predictions with probabilities.", out_png, out_pdf,
                              "Reliability diagrams")
-    datasets = list(dict.fromkeys(d["dataset"]))
-    tasks = [t for t in CLASS_TASKS if t in set(d["task"])]
-    fig, axes = plt.subplots(len(datasets), len(tasks), figsize=(0.8 + 3.0 * len(tasks), 0.9 + 2.8 * len(datasets)),
-                             squeeze=False)
-    for i, ds in enumerate(datasets):
-        for j, task in enumerate(tasks):
-            ax = axes[i, j]
-            ax.plot([0, 1], [0, 1], color="0.6", lw=0.8, ls=":")
-            sub = d[(d["dataset"] == ds) & (d["task"] == task)]
-            for (model, _group), g in sub.groupby(["model", "group"], sort=False):
-                st = model_style(model)
-                g = g.sort_values("bin")
-                ax.plot(g["confidence"], g["accuracy"], marker=st["marker"], color=st["color"], mec="black",
-                        mew=0.4, ms=3.5, lw=1, label=model_label(model))
-            ax.set_xlim(0, 1)
-            ax.set_ylim(0, 1)
-            ax.grid(color="0.9", lw=0.5)
-            _label_grid_panel(ax, i, j, len(datasets), ds, task, "top-1 probability (calibrated)")
-            if j == 0:
-                ax.set_ylabel(f"{ds}\ntest accuracy")
-            if len(sub):
-                ax.legend(frameon=False, fontsize=6)
+    fig, n_rows, panels = _panels(plt, d, width=3.0, height=2.8)
+    for i, j, ds, task, ax, sub in panels:
+        ax.plot([0, 1], [0, 1], color="0.6", lw=0.8, ls=":")
+        for (model, _group), g in sub.groupby(["model", "group"], sort=False):
+            st = model_style(model)
+            g = g.sort_values("bin")
+            ax.plot(g["confidence"], g["accuracy"], marker=st["marker"], color=st["color"], mec="black",
+                    mew=0.4, ms=3.5, lw=1, label=model_label(model))
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        _finish_panel(ax, i, j, n_rows, ds, task, "top-1 probability (calibrated)", len(sub) > 0)
+        if j == 0:
+            ax.set_ylabel(f"{ds}\ntest accuracy")
+    return _finish_figure(fig, out_png, out_pdf)
+
+
+def _finish_panel(ax, i: int, j: int, n_rows: int, ds: str, task: str, xlabel: str, legend: bool) -> None:
+    ax.grid(color="0.9", lw=0.5)
+    _label_grid_panel(ax, i, j, n_rows, ds, task, xlabel)
+    if legend:
+        ax.legend(frameon=False, fontsize=6)
+
+
+def _finish_figure(fig, out_png, out_pdf):
     fig.tight_layout()
     save(fig, out_png, out_pdf)
     return fig
 
 
-def make_figCalibration(inputs, outputs, params):
-    plot_figCalibration(_concat(_read_csv(p) for p in inputs["calibration"]), outputs["png"], outputs["pdf"],
-                        params.get("splits"))
+def _from_metrics(plot, key: str):
+    """A figure function ``make_<name>(inputs, outputs, params)`` that plots the concatenated tables of
+    ``inputs[key]`` with the data sets' primary splits."""
+
+    def make(inputs, outputs, params):
+        plot(_concat(_read_csv(p) for p in inputs[key]), outputs["png"], outputs["pdf"], params.get("splits"))
+
+    return make
 
 
 def learning_rows(classification: pd.DataFrame, splits: Mapping[str, str] | None = None) -> pd.DataFrame:
@@ -982,39 +994,27 @@ def plot_figLearning(classification: pd.DataFrame, out_png, out_pdf=None, splits
     if d.empty or d["fraction"].nunique() < 2:
         return _empty_figure("No learning curves (set experiments: fractions: [0.125, 0.25, 0.5, 1]).", out_png,
                              out_pdf, "Learning curves")
-    datasets = list(dict.fromkeys(d["dataset"]))
-    tasks = [t for t in CLASS_TASKS if t in set(d["task"])]
-    fig, axes = plt.subplots(len(datasets), len(tasks), figsize=(0.8 + 3.2 * len(tasks), 0.9 + 2.7 * len(datasets)),
-                             squeeze=False)
-    for i, ds in enumerate(datasets):
-        for j, task in enumerate(tasks):
-            ax = axes[i, j]
-            sub = d[(d["dataset"] == ds) & (d["task"] == task)]
-            ctrl = sub[sub["control"].astype(bool) & (sub["fraction"] == 1.0)]
-            if len(ctrl):
-                ax.axhline(100 * ctrl["top1"].max(), color="0.5", ls="--", lw=1, label="lattice control (all data)")
-            for model, g in sub[~sub["control"].astype(bool)].groupby("model", sort=False):
-                g = g.groupby("fraction")[["top1", "top1_lo", "top1_hi"]].mean().sort_index()
-                if len(g) < 2:
-                    continue
-                st = model_style(model)
-                x = g.index.to_numpy(float)
-                ax.plot(x, 100 * g["top1"], marker=st["marker"], color=st["color"], mec="black", mew=0.4, ms=4,
-                        label=model_label(model))
-                ax.fill_between(x, 100 * g["top1_lo"], 100 * g["top1_hi"], color=st["color"], alpha=0.15, lw=0)
-            ax.set_xscale("log", base=2)
-            ax.grid(color="0.9", lw=0.5)
-            _label_grid_panel(ax, i, j, len(datasets), ds, task, "fraction of the training split")
-            if len(sub):
-                ax.legend(frameon=False, fontsize=6)
-    fig.tight_layout()
-    save(fig, out_png, out_pdf)
-    return fig
+    fig, n_rows, panels = _panels(plt, d)
+    for i, j, ds, task, ax, sub in panels:
+        ctrl = sub[sub["control"].astype(bool) & (sub["fraction"] == 1.0)]
+        if len(ctrl):
+            ax.axhline(100 * ctrl["top1"].max(), color="0.5", ls="--", lw=1, label="lattice control (all data)")
+        for model, g in sub[~sub["control"].astype(bool)].groupby("model", sort=False):
+            g = g.groupby("fraction")[["top1", "top1_lo", "top1_hi"]].mean().sort_index()
+            if len(g) < 2:
+                continue
+            st = model_style(model)
+            x = g.index.to_numpy(float)
+            ax.plot(x, 100 * g["top1"], marker=st["marker"], color=st["color"], mec="black", mew=0.4, ms=4,
+                    label=model_label(model))
+            ax.fill_between(x, 100 * g["top1_lo"], 100 * g["top1_hi"], color=st["color"], alpha=0.15, lw=0)
+        ax.set_xscale("log", base=2)
+        _finish_panel(ax, i, j, n_rows, ds, task, "fraction of the training split", len(sub) > 0)
+    return _finish_figure(fig, out_png, out_pdf)
 
 
-def make_figLearning(inputs, outputs, params):
-    plot_figLearning(_concat(_read_csv(p) for p in inputs["classification"]), outputs["png"], outputs["pdf"],
-                     params.get("splits"))
+make_figCalibration = _from_metrics(plot_figCalibration, "calibration")
+make_figLearning = _from_metrics(plot_figLearning, "classification")
 
 
 def make_tables(inputs, outputs, params):

@@ -36,7 +36,7 @@ import numpy as np
 
 from rhosym.io.compress import open_binary, sniff
 from rhosym.io.limits import Limits, check, exceeded, limits_of
-from rhosym.io.structures import StructureRecord, check_counts, one_line, poscar_counts
+from rhosym.io.records import StructureRecord, check_counts, one_line, poscar_counts
 
 HEADER_LINE_MAX = 1 << 16  # bytes of one header line
 

@@ -32,61 +32,18 @@ import os
 import re
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from rhosym.io.compress import open_binary, read_text
-from rhosym.io.limits import LimitExceeded, Limits, check, exceeded, limits_of
+from rhosym.io.limits import LimitExceeded, Limits, exceeded, limits_of
+from rhosym.io.records import StructureRecord, check_counts, one_line, poscar_counts  # noqa: F401 - re-exported
 
 log = logging.getLogger("rhosym.io.structures")
 
 EIGHT_PI2 = 8.0 * math.pi**2
-
-
-@dataclass
-class StructureRecord:
-    """One structure read from a source (or the reason it could not be read)."""
-
-    source: str
-    block: str = ""
-    structure: object | None = None  # pymatgen Structure
-    error: str = ""
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return self.structure is not None and not self.error
-
-
-def one_line(msg: object, limit: int = 300) -> str:
-    """A message squeezed onto one line (for ``reason`` / ``error`` fields)."""
-    s = re.sub(r"\s+", " ", str(msg)).strip()
-    return s[:limit] + ("..." if len(s) > limit else "")
-
-
-def _is_ints(tokens: list[str]) -> bool:
-    return bool(tokens) and all(re.fullmatch(r"\d+", t) for t in tokens)
-
-
-def poscar_counts(lines: list[str]) -> tuple[int, list[int]] | None:
-    """``(index of the counts line, counts)`` of a POSCAR (or CHGCAR) header's first lines: line 6 in
-    VASP 4 files, line 7 after the species line in VASP 5; None when neither is a line of integers."""
-    for i in (5, 6):
-        toks = lines[i].split() if len(lines) > i else []
-        if _is_ints(toks):
-            return i, [int(t) for t in toks]
-    return None
-
-
-def check_counts(lines: list[str], limits: Limits, what: str = "POSCAR") -> tuple[int, list[int]] | None:
-    """:func:`poscar_counts`, refused when the counts line holds more than ``max_input_sites`` sites."""
-    found = poscar_counts(lines)
-    if found is not None:
-        check(sum(found[1]), "max_input_sites", limits, f"{sum(found[1])} sites in the {what}'s counts line")
-    return found
 
 
 # ----------------------------------------------------------------------------------------------- CIF
@@ -226,6 +183,18 @@ def _cif_site_counts(text: str, bound: int) -> dict[str, tuple[int, bool]] | Non
         return {b.name: cif_site_count(b, bound) for b in doc if b.find_values("_atom_site_fract_x")}
     except Exception:  # noqa: BLE001 - pymatgen reads what gemmi refuses, or gives the reason
         return None
+
+
+def _block_refusal(data: dict, counted: tuple[int, bool] | None, limits: Limits) -> str:
+    """Why a CIF block is refused before its structure is built (too many sites, a zero or negative
+    occupancy), else ``""``. Blocks without labels get their type symbols as labels (as pymatgen needs)."""
+    if "_atom_site_label" not in data:
+        data["_atom_site_label"] = list(data["_atom_site_type_symbol"])
+    too_many = _too_many_sites(data, counted, limits)
+    if too_many:
+        return too_many
+    bad = _bad_occupancies(data)
+    return one_line(f"zero or negative occupancy: {', '.join(bad[:5])}") if bad else ""
 
 
 def _too_many_sites(data: dict, counted: tuple[int, bool] | None, limits: Limits) -> str:
@@ -464,17 +433,10 @@ def _read_cif_blocks_gemmi(text: str, source: str, occupancy_tolerance: float,
         out: list[StructureRecord] = []
         for name, block, data in with_atoms:
             blk = name if multi else ""
-            if "_atom_site_label" not in data:  # as the pymatgen path: labels from the type symbols
-                data["_atom_site_label"] = list(data["_atom_site_type_symbol"])
-            too_many = _too_many_sites(data, cif_site_count(block, limits.max_input_sites)
-                                       if data.get("_atom_site_fract_x") else None, limits)
-            if too_many:
-                out.append(StructureRecord(source, blk, None, too_many))
-                continue
-            bad = _bad_occupancies(data)
-            if bad:
-                out.append(StructureRecord(source, blk, None,
-                                           one_line(f"zero or negative occupancy: {', '.join(bad[:5])}")))
+            why = _block_refusal(data, cif_site_count(block, limits.max_input_sites)
+                                 if data.get("_atom_site_fract_x") else None, limits)
+            if why:
+                out.append(StructureRecord(source, blk, None, why))
                 continue
             s, warns = _gemmi_structure(data, occupancy_tolerance)
             too_many = _too_many_sites(data, (len(s), True), limits)
@@ -542,16 +504,9 @@ def read_cif_blocks_pymatgen(text: str, source: str = "", occupancy_tolerance: f
     for name, block in with_atoms:
         blk = name if multi else ""
         data = block.data
-        if "_atom_site_label" not in data:  # pymatgen needs labels; fall back on the type symbols
-            data["_atom_site_label"] = list(data["_atom_site_type_symbol"])
-        too_many = _too_many_sites(data, (counts or {}).get(name), limits)
-        if too_many:
-            out.append(StructureRecord(source, blk, None, too_many))
-            continue
-        bad = _bad_occupancies(data)
-        if bad:
-            out.append(StructureRecord(source, blk, None,
-                                       one_line(f"zero or negative occupancy: {', '.join(bad[:5])}")))
+        why = _block_refusal(data, (counts or {}).get(name), limits)
+        if why:
+            out.append(StructureRecord(source, blk, None, why))
             continue
         b_of_label = _site_b_iso(data)
         try:
