@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from rhosym import layout as L
+from rhosym import registry as R
 from rhosym.settings import layered, parse_config
 from rhosym.store import read_attrs
 from rhosym.workflow import expand_experiments, expand_transfers
@@ -64,11 +65,14 @@ def test_density_stores_count_electrons():
 
 def test_every_experiment_trained_and_predicted(config):
     exps = expand_experiments(config)
-    assert {e.model for e in exps} == {"lattice", "lattice_sym", "sparse_cnn", "pointnet", "xrd_fcn", "cgcnn", "cogn"}
+    assert {e.model for e in exps} == {"lattice", "lattice_sym", "sparse_cnn", "pointnet", "xrd_fcn", "cgcnn", "cogn",
+                                       "classical", "symops", "periodic_cnn"}
+    assert any(e.fraction < 1 for e in exps)  # a learning-curve point
     assert any(e.augment for e in exps)  # a named augmentation, tested plain and transformed
     for e in exps:
         hist = pd.read_csv(TINY / e.dataset / "models" / e.path / "history.csv")
-        assert len(hist) >= 1 and hist["train_loss"].notna().all()
+        fit_free = R.MODELS[e.model].fit_free  # the classical finder: one row, epoch 0, nothing trained
+        assert len(hist) >= 1 and (hist["train_loss"].notna().all() or (fit_free and list(hist["epoch"]) == [0]))
         job = json.loads((TINY / e.dataset / "models" / e.path / "job.json").read_text())  # rhosym train runs it
         assert job["model"] == e.model and job["seed"] == e.seed
         assert job["cfg"]["augment"]["origin_shift"] == ("shift" in e.augment)  # named, or off
