@@ -175,8 +175,20 @@ def _sync(device) -> None:
 
 
 # ----------------------------------------------------------------------------- pieces
+def _err(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:400]
+
+
 def check_imports(cpu: bool) -> dict:
-    out = {}
+    """pydantic and tqdm (carried wheels), spconv (carried bundle), every model module; one line per
+    problem, saying what to carry."""
+    out, problems = {}, []
+    for mod in ("pydantic", "tqdm"):
+        try:
+            out[mod] = str(getattr(importlib.import_module(mod), "__version__", "?"))
+        except Exception as exc:  # noqa: BLE001
+            problems.append(f"{mod} does not import ({_err(exc)}): .gpu/wheels holds it for Python 3.12 "
+                            "(tests/gpu/prepare.sh), unpacked by tests/gpu/run.sh")
     t0 = time.time()
     try:
         import spconv
@@ -189,17 +201,23 @@ def check_imports(cpu: bool) -> dict:
 
         SPARSE_OK["ok"] = True
     except Exception as exc:  # noqa: BLE001
-        out["spconv_error"] = f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:600]
+        out["spconv_error"] = _err(exc)
+        problems.append(f"spconv does not import ({out['spconv_error']}): unpack {BUNDLE} onto PYTHONPATH "
+                        "(tests/gpu/run.sh does; Python 3.12 only), rebuild it with ../shared/tools/gpu-bundle.sh; "
+                        "the Sparse 3D CNN pieces are skipped")
     out["spconv_import_s"] = round(time.time() - t0, 2)
-    import rhosym.models as registry
-
-    out["models"] = list(registry.MODELS)
-    for name in registry.MODELS:
-        if name != "sparse_cnn":
-            importlib.import_module(f"rhosym.models.{name}")
     out["sparse_cnn_available"] = SPARSE_OK["ok"]
-    if not SPARSE_OK["ok"]:
-        raise RuntimeError(f"spconv does not import ({out['spconv_error']}); the Sparse 3D CNN pieces are skipped")
+    try:
+        import rhosym.models as registry
+
+        out["models"] = list(registry.MODELS)
+        for name in registry.MODELS:
+            if name != "sparse_cnn":
+                importlib.import_module(f"rhosym.models.{name}")
+    except Exception as exc:  # noqa: BLE001
+        problems.append(f"the model modules do not import ({_err(exc)})")
+    if problems:
+        raise RuntimeError("; ".join(problems))
     return out
 
 
@@ -548,6 +566,10 @@ def main(argv: list[str] | None = None) -> int:
         rep.write()
         return 1
     env = rep.data["environment"]
+    if args.cpu:  # one thread: steadier on a shared machine, and the DDP ranks get one each as well
+        import torch
+
+        torch.set_num_threads(1)
     if not args.cpu and not env["cuda_available"]:
         rep.diagnose("no CUDA device visible to torch: the device pieces will fail; use --cpu for a dry run")
     rep.write()
@@ -563,9 +585,7 @@ def main(argv: list[str] | None = None) -> int:
         rep.data["data"] = str(npz)
         skip = set(args.skip)
         pieces = [
-            ("imports", check_imports, (args.cpu,), 5,
-             f"unpack {BUNDLE} onto PYTHONPATH (tests/gpu/run.sh does) for Python 3.12; rebuild it with "
-             "../shared/tools/gpu-bundle.sh"),
+            ("imports", check_imports, (args.cpu,), 5, ""),
             ("cuda_ops", check_cuda_ops, (args.cpu,), 10, ""),
             ("throughput", check_throughput, (args.cpu, steps), 20, ""),
             ("mp20_train", check_mp20_train, (args.cpu, npz, work / "single", epochs), 30, ""),

@@ -26,7 +26,9 @@ else
   pyver=$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || echo none)
   [ "$pyver" = 3.12 ] || say "$PY is Python $pyver: the carried spconv bundle and pydantic_core are built for 3.12 and will not import"
   if [ -s .gpu/spconv-cu126-py312.tar.xz ]; then
-    tar -xJf .gpu/spconv-cu126-py312.tar.xz -C "$site" \
+    tar -xJf .gpu/spconv-cu126-py312.tar.xz -C "$site" 2>/dev/null \
+      || "$PY" -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' \
+           .gpu/spconv-cu126-py312.tar.xz "$site" \
       || say "could not unpack .gpu/spconv-cu126-py312.tar.xz (truncated in transfer? rebuild with ../shared/tools/gpu-bundle.sh)"
   else
     say ".gpu/spconv-cu126-py312.tar.xz absent: run tests/gpu/prepare.sh and carry .gpu (the Sparse 3D CNN pieces will fail)"

@@ -22,7 +22,7 @@ def _finite(rows, key="train_loss"):
 
 @pytest.mark.slow
 def test_dry_run_writes_one_json_of_every_piece(tmp_path):
-    """About 45 s on 2 cores (the two-rank DDP run through torchrun takes half)."""
+    """About 20 s on 2 cores, one torch thread (the two-rank DDP run through torchrun takes half)."""
     if os.getloadavg()[0] > 3:  # the script's own time budget (170 s) is for a machine doing only this
         pytest.skip(f"machine busy (load average {os.getloadavg()[0]:.1f}): the GPU check's dry run needs the cores")
     out = tmp_path / "gpu-check.json"
