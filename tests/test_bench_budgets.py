@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from rhosym import graphs
+from rhosym import graphs, standard_cell
 from rhosym.io import structures as st
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -57,16 +57,69 @@ def same_structure(a, b, atol=1e-9) -> str:
     return ""
 
 
-def assert_same_graphs(structure, monkeypatch):
+def reference_graph(structure, kind, cfg=None) -> dict:
+    """The graph as rhosym built it before the array path: :func:`reference_prepare`'s cell, pymatgen's
+    ``get_neighbor_list``, a lexsort of every pair, per-site features."""
+    from rhosym.atom_features import N_FEATURES, atom_init_table
+    from rhosym.settings import GraphSettings, section
+
+    c = section(GraphSettings, cfg)
+    s, equiv, _p1 = reference_prepare(structure, cfg)
+    center, nbr, images, dist = s.get_neighbor_list(r=float(c.cutoff))
+    cart = np.asarray(s.cart_coords)
+    vec = cart[nbr] + np.asarray(images, dtype=np.float64) @ s.lattice.matrix - cart[center]
+
+    def nearest(center, dist, k, tie_tol=0.0):
+        order = np.lexsort((dist, center))
+        cc, d = center[order], dist[order]
+        start = np.ones(len(cc), dtype=bool)
+        start[1:] = cc[1:] != cc[:-1]
+        rank = np.arange(len(cc)) - np.maximum.accumulate(np.where(start, np.arange(len(cc)), 0))
+        keep = rank < k
+        if tie_tol > 0 and len(cc):
+            kth = np.full(int(cc.max()) + 1, np.inf)
+            kth[cc[rank == k - 1]] = d[rank == k - 1]
+            keep |= d <= kth[cc] + tie_tol
+        return order[keep]
+
+    if kind == "cgcnn":
+        nodes = node_of_site = np.arange(len(s))
+        mult = np.ones(len(s), dtype=np.int32)
+        keep = nearest(center, dist, int(c.cgcnn_max_neighbors))
+    else:
+        nodes, inverse, counts = np.unique(equiv, return_inverse=True, return_counts=True)
+        node_of_site, mult = inverse.astype(np.int64), counts.astype(np.int32)
+        idx = np.nonzero(np.isin(center, nodes))[0]
+        keep = idx[nearest(center[idx], dist[idx], int(c.cogn_max_neighbors), float(c.cogn_tie_tolerance))]
+    keep = keep[np.lexsort((dist[keep], node_of_site[center[keep]]))]
+    table = atom_init_table()
+    fea = np.zeros((len(nodes), N_FEATURES), dtype=np.float32)
+    z = np.zeros(len(nodes), dtype=np.int16)
+    occ = np.zeros(len(nodes), dtype=np.float32)
+    for n, j in enumerate(nodes):
+        items = list(s[int(j)].species.items())
+        for sp, o in items:
+            fea[n] += o * table[sp.Z]
+        tot = sum(o for _sp, o in items)
+        fea[n] /= tot
+        z[n] = max(items, key=lambda x: x[1])[0].Z
+        occ[n] = tot
+    return {"atom_fea": fea, "z": z, "occupancy": occ, "multiplicity": mult,
+            "node_weight": (mult * occ).astype(np.float32),
+            "edge_index": np.stack([node_of_site[center[keep]], node_of_site[nbr[keep]]], axis=1).astype(np.int32),
+            "edge_dist": dist[keep].astype(np.float32), "edge_vec": vec[keep].astype(np.float32)}
+
+
+def assert_same_graphs(structure, cfg=None, ours_input=None):
+    """Our graphs (of ``ours_input``, default the structure itself) equal :func:`reference_graph`: node
+    and edge arrays exactly, edges in the same order."""
+    cfg = {"disorder": "average"} if cfg is None else cfg
     for kind in ("cgcnn", "cogn"):
-        ours = graphs.build_graph(structure, kind, {"disorder": "average"})
-        with monkeypatch.context() as m:
-            m.setattr(graphs, "prepare_structure", reference_prepare)
-            ref = graphs.build_graph(structure, kind, {"disorder": "average"})
-        for k in ("atom_fea", "z", "occupancy", "multiplicity", "node_weight", "edge_index"):
-            np.testing.assert_array_equal(ours[k], ref[k], err_msg=f"{kind} {k}")
-        for k in ("edge_dist", "edge_vec"):
-            np.testing.assert_allclose(ours[k], ref[k], atol=1e-6, rtol=0, err_msg=f"{kind} {k}")
+        ours = graphs.build_graph(structure if ours_input is None else ours_input, kind, cfg)
+        ref = reference_graph(structure, kind, cfg)
+        for k in ("atom_fea", "z", "occupancy", "multiplicity", "node_weight", "edge_index", "edge_dist",
+                  "edge_vec"):
+            np.testing.assert_array_equal(ours[k], ref[k].reshape(ours[k].shape), err_msg=f"{kind} {k}")
 
 
 def handmade():
@@ -90,25 +143,30 @@ def handmade():
         "b_iso sites": Structure.from_spacegroup("Fm-3m", Lattice.cubic(4.21), ["Mg", "O"], [[0, 0, 0], [0.5] * 3],
                                                  site_properties={"b_iso": [0.3, 0.4]}),
         "mixed site": Structure(Lattice.cubic(4.0), [{"Fe": 0.5, "Co": 0.5}, "O"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
+        # the pymatgen-object path: magnetic moments, a species without electronegativity
+        "magmom": Structure.from_spacegroup("Fm-3m", Lattice.cubic(4.2), ["Ni", "O"], [[0, 0, 0], [0.5] * 3],
+                                            site_properties={"magmom": [2.0, 0.0]}),
+        "Ar fcc": Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.26), ["Ar"], [[0, 0, 0]]),
     }
 
 
 @pytest.mark.parametrize("name", list(handmade()))
-def test_graph_cell_and_classes_equal_the_two_search_reference(name, monkeypatch):
+def test_graph_cell_and_classes_equal_the_two_search_reference(name):
     s = handmade()[name]
     ours = graphs.prepare_structure(s, {"disorder": "average"})
     ref = reference_prepare(s)
-    assert same_structure(ours[0], ref[0]) == ""
+    assert same_structure(ours[0], ref[0], atol=0) == ""
     np.testing.assert_array_equal(ours[1], ref[1])
-    assert_same_graphs(s, monkeypatch)
+    assert_same_graphs(s)
+    assert_same_graphs(s, ours_input=s.as_dict())  # the ingest JSON's dict, read into arrays
 
 
-def test_graphs_of_fixture_cifs_equal_the_reference(monkeypatch):
+def test_graphs_of_fixture_cifs_equal_the_reference():
     n = 0
     for path in sorted((FIXTURES / "cif_tiny").glob("*.cif")):
         for rec in st.read_cif(path):
             if rec.ok:
-                assert_same_graphs(rec.structure, monkeypatch)
+                assert_same_graphs(rec.structure)
                 n += 1
     assert n >= 8
 
@@ -131,6 +189,76 @@ def test_mp20_graph_cells_equal_the_reference(shared_data):
             np.testing.assert_array_equal(ours[1], ref[1], err_msg=mid)
         checked += 1
     assert checked == 200
+
+
+@pytest.mark.shared
+def test_mp20_ingest_graphs_from_json_equal_the_reference(shared_data):
+    """The graphs shard job's input: the ingest's conventional cells as JSON text, read into arrays by
+    build_graph; the same graphs as from structure_from_json's Structure and as the reference's (coGN of
+    the known class difference aside), every array bit for bit."""
+    from rhosym.ingest import process_record, structure_from_json
+    from rhosym.settings import IngestSettings, LabelsSettings
+
+    csv = shared_data / "mp20_public" / "mp20_public.csv"
+    df = pd.read_csv(csv, nrows=200)
+    labels, ingest = LabelsSettings(), IngestSettings()
+    checked = 0
+    for i, (_, row) in enumerate(df.iterrows()):
+        rec = st.read_csv_row(row, None, str(csv), i)
+        out = process_record(rec, rec.extra["id"], "cdvae_csv", "00000", "conventional", labels, ingest)
+        assert out["status"] == "ok", out
+        text, s = out["structure"], structure_from_json(out["structure"])
+        for kind in ("cgcnn", "cogn"):
+            ours, via_structure = graphs.build_graph(text, kind), graphs.build_graph(s, kind)
+            ref = None if kind == "cogn" and row["material_id"] in KNOWN_CLASS_DIFFERENCES else reference_graph(s, kind)
+            for k in graphs.NODE_ARRAYS + graphs.EDGE_ARRAYS:
+                np.testing.assert_array_equal(ours[k], via_structure[k], err_msg=f"{row['material_id']} {kind} {k}")
+                if ref is not None:
+                    np.testing.assert_array_equal(ours[k], ref[k].reshape(ours[k].shape),
+                                                  err_msg=f"{row['material_id']} {kind} {k}")
+        checked += 1
+    assert checked == 200
+
+
+def test_lattice_helpers_equal_pymatgen_bit_for_bit():
+    rng = np.random.default_rng(7)
+    for _ in range(300):
+        a, b, c = rng.uniform(1.0, 30.0, 3)
+        m = Lattice.orthorhombic(a, b, c).matrix
+        assert np.array_equal(standard_cell._right_lattice(a, b, c).matrix, m)
+        assert np.array_equal(standard_cell._right_lattice(a, a, c).matrix, Lattice.tetragonal(a, c).matrix)
+        rows = Lattice.from_parameters(a, b, c, *rng.uniform(60, 120, 3)).matrix
+        for perm in ([0, 1, 2], [2, 0, 1], [1, 0, 2]):
+            for sign in (1, -1):
+                r = [sign * rows[perm[0]], sign * rows[perm[1]], rows[perm[2]]]
+                assert standard_cell._parameters(r) == Lattice(r).parameters
+        inv = np.linalg.inv(rows).T * 2 * np.pi
+        assert standard_cell._parameters(inv)[3:] == Lattice(rows).reciprocal_lattice.angles
+
+
+def test_first_images_follow_the_greedy_rule():
+    """Sites 0 and 2 are each within 1e-8 of site 1 but not of each other: site 1 goes (image of 0) and
+    site 2 stays (its only earlier image, 1, was not kept)."""
+    frac = np.array([[0.1, 0.2, 0.3], [0.1 + 0.8e-8, 0.2, 0.3], [0.1 + 1.6e-8, 0.2, 0.3], [0.6, 0.7, 0.8],
+                     [1.6, 0.7, 0.8]])
+    assert standard_cell._first_images(frac, [1, 1, 1, 2, 2]) == [0, 2, 3]
+    assert standard_cell._first_images(frac, [1, 2, 1, 2, 3]) == [0, 1, 2, 3, 4]  # 2 is no image of 0
+
+
+def test_nearest_within_a_radius_equals_all_pairs():
+    rng = np.random.default_rng(3)
+    for trial in range(200):
+        n = int(rng.integers(1, 6))
+        center = np.sort(rng.integers(0, n, 300))
+        dist = np.round(rng.uniform(0.5, 8.0, 300), 1)  # many exact ties
+        k, tie = (12, 0.0) if trial % 2 else (24, 0.15)
+        full = graphs._nearest(center, dist, k, tie)
+        for within in (1.0, 3.0, 6.0, 9.0):
+            np.testing.assert_array_equal(graphs._nearest(center, dist, k, tie, within=within), full)
+        nodes = np.unique(center)[::2]
+        idx = np.flatnonzero(np.isin(center, nodes))
+        np.testing.assert_array_equal(graphs._nearest(center, dist, k, tie, within=3.0, centers=nodes),
+                                      idx[graphs._nearest(center[idx], dist[idx], k, tie)])
 
 
 # ---------------------------------------------------------------------------------------------- CIF

@@ -4,11 +4,13 @@
 primitive cell (``SpacegroupAnalyzer.get_primitive_standard_structure``, tolerance ``graphs.symprec``),
 which also idealizes the positions to the symmetry found; ``input`` keeps the ingest cell. If spglib
 fails the input cell is used with every atom its own class (P1), and the structure is counted under
-``counts["p1_fallback"]``. One spglib search per structure gives both the cell and the classes
-(:func:`_standard_primitive`: the dataset's standardized cell and its atoms' classes carried through
-pymatgen's transformations): the same cell as pymatgen's, and the classes of the group the cell was
-standardized to (spglib run again on the idealized cell agrees on all but 1 of 1,355 MP-20 structures,
-where it merges two orbits; docs/benchmarks/preprocessing.md).
+``counts["p1_fallback"]``. One spglib search per structure gives both the cell and the classes: the
+dataset's standardized cell and its atoms' classes carried through pymatgen's transformations, computed
+on arrays with pymatgen's arithmetic (:mod:`rhosym.standard_cell`; magnetic moments and a few rare
+cases take pymatgen's objects): bit for bit pymatgen's cell, and the classes
+of the group the cell was standardized to (spglib run again on the idealized cell agrees on all but 1 of
+1,355 MP-20 structures, where it merges two orbits; docs/benchmarks/preprocessing.md). The shard job hands
+:func:`build_graph` the ingest's structure JSON, read straight into arrays (:func:`rhosym.standard_cell.cell_from_dict`).
 
 **CGCNN** (Xie & Grossman 2018): one node per site; edges to the neighbours within ``graphs.cutoff``
 (8 Å), at most ``graphs.cgcnn_max_neighbors`` (12) per atom, nearest first (periodic images included,
@@ -54,7 +56,9 @@ the Gaussian / bin parameters. Read with :class:`GraphStore` or :func:`read_grap
 
 from __future__ import annotations
 
+import functools
 import logging
+import math
 import warnings
 from pathlib import Path
 
@@ -62,6 +66,12 @@ import numpy as np
 
 from rhosym.registry import GRAPH_KINDS
 from rhosym.settings import GraphSettings, section
+from rhosym.standard_cell import (
+    Cell,
+    input_cell,
+    number_ordered,
+    standard_primitive_cell,
+)
 
 log = logging.getLogger("rhosym.graphs")
 
@@ -76,16 +86,23 @@ class DisorderError(ValueError):
 
 def prepare_structure(structure, cfg: dict | None = None):
     """``(structure, equivalent_atoms, p1_fallback)``: the cell the graphs use and each site's class.
+    ``structure``: a pymatgen ``Structure``, or an ingest row's ``structure`` JSON (text or dict).
 
     Raises :class:`DisorderError` for a disordered structure when ``disorder`` is ``reject``.
     """
+    cell, equiv, p1 = _prepare_cell(input_cell(structure), section(GraphSettings, cfg))
+    return cell.structure(), equiv, p1
+
+
+def _prepare_cell(cell: Cell, c: GraphSettings):
+    """:func:`prepare_structure` with the cells as :class:`Cell` (no pymatgen sites built)."""
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
-    c = section(GraphSettings, cfg)
     if c.disorder not in ("reject", "average"):
         raise ValueError(f"graphs.disorder must be reject or average, not {c['disorder']!r}")
-    if not structure.is_ordered:
-        n_dis = sum(1 for s in structure if not s.is_ordered)
+    numbered = number_ordered(cell.species)
+    if numbered is None:
+        n_dis = sum(1 for s in cell.structure() if not s.is_ordered)
         if c.disorder == "reject":
             raise DisorderError(f"{n_dis} partially occupied or mixed sites (graphs.disorder = reject)")
     if c.cell not in ("primitive", "input"):
@@ -94,228 +111,174 @@ def prepare_structure(structure, cfg: dict | None = None):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # spglib's OLD_ERROR_HANDLING notice
             if c.cell == "primitive":
-                return (*_standard_primitive(structure, float(c.symprec)), False)
-            ds = SpacegroupAnalyzer(structure, symprec=c.symprec).get_symmetry_dataset()
+                return (*standard_primitive_cell(cell, numbered, float(c.symprec)), False)
+            ds = SpacegroupAnalyzer(cell.structure(), symprec=c.symprec).get_symmetry_dataset()
         if ds is None:
             raise ValueError("spglib found no symmetry")
         equiv = np.asarray(ds.equivalent_atoms, dtype=np.int64)
-        return structure, equiv, False
+        return cell, equiv, False
     except Exception as exc:  # noqa: BLE001 - spglib failures: fall back to P1
         log.debug("spglib failed (%s); P1 fallback", exc)
-        return structure, np.arange(len(structure)), True
+        return cell, np.arange(len(cell.species)), True
 
 
-_ORBIT = "_rhosym_orbit"  # a transient site property: the input's symmetry class of each site
+def _neighbors(cell: Cell, cutoff: float):
+    """Every (center, neighbour image) pair within ``cutoff``: center, nbr, image, dist, and the Cartesian
+    coordinates of the sites.
+
+    pymatgen's ``Structure.get_neighbor_list`` on the arrays: ``find_points_in_spheres`` over the
+    Cartesian coordinates, pairs of a site with itself within 1e-8 Å dropped."""
+    cart = np.dot(cell.frac, cell.lattice.matrix)
+    try:
+        from pymatgen.optimization.neighbors import find_points_in_spheres
+    except ImportError:  # pragma: no cover - pymatgen without its compiled extension
+        center, nbr, images, dist = cell.structure().get_neighbor_list(r=cutoff)
+    else:
+        coords = np.ascontiguousarray(cart, dtype=float)
+        center, nbr, images, dist = find_points_in_spheres(
+            coords, coords, r=cutoff, pbc=np.ascontiguousarray(cell.lattice.pbc, dtype=np.int64),
+            lattice=np.ascontiguousarray(cell.lattice.matrix, dtype=float), tol=1e-8)
+        keep = ~((center == nbr) & (dist <= 1e-8))
+        center, nbr, images, dist = center[keep], nbr[keep], images[keep], dist[keep]
+    return np.asarray(center, dtype=np.int64), np.asarray(nbr, dtype=np.int64), \
+        np.asarray(images, dtype=np.float64), np.asarray(dist), cart
 
 
-def _one_search_analyzer():
-    """A :class:`~pymatgen.symmetry.analyzer.SpacegroupAnalyzer` that runs spglib once.
+def _nearest(center: np.ndarray, dist: np.ndarray, k: int, tie_tol: float = 0.0, within: float = np.inf,
+             centers: np.ndarray | None = None) -> np.ndarray:
+    """Indices of pairs kept: per center, sorted by distance, the ``k`` nearest (+ ties within tol), in the
+    order of ``np.lexsort((dist, center))`` (center, then distance, then index). ``centers``: only the
+    pairs of these centers (sorted indices; default all).
 
-    pymatgen's ``get_primitive_standard_structure`` searches the symmetry three times: the dataset (in
-    ``__init__``), ``spglib.refine_cell`` (``get_refined_structure``) and, for monoclinic groups,
-    ``spglib.get_symmetry`` (``_get_symmetry``). The last two return what the dataset already holds
-    (``std_lattice``, ``std_positions``, ``std_types``; ``rotations``, ``translations``): this subclass
-    reads them from it, so the standard cell is the same and costs one search. The refined structure also
-    carries each site's symmetry class (site property ``_rhosym_orbit``), which the conventional and
-    primitive transformations keep, so the primitive cell's classes need no further search.
-    """
-    from fractions import Fraction
-    from functools import cmp_to_key
-
-    from pymatgen.core import Structure
-    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
-
-    class OneSearch(SpacegroupAnalyzer):
-        def __init__(self, structure, symprec: float = 0.01, angle_tolerance: float = 5):
-            # pymatgen's __init__ without its per-site magnetic-moment checks, for cells without moments
-            # (those take pymatgen's own): species numbered in order of first appearance, one search
-            from pymatgen.symmetry.analyzer import _get_symmetry_dataset
-
-            props = structure.site_properties
-            if "magmom" in props or any(getattr(sp, "spin", None) is not None for sp in structure.types_of_species):
-                super().__init__(structure, symprec, angle_tolerance)
-                return
-            self._symprec, self._angle_tol, self._structure = symprec, angle_tolerance, structure
-            self._site_props = props
-            species = [site.species for site in structure]
-            self._unique_species = []
-            zs = []
-            for sp in species:
-                if sp not in self._unique_species:
-                    self._unique_species.append(sp)
-                zs.append(self._unique_species.index(sp) + 1)
-            self._numbers = zs
-            self._cell = (tuple(map(tuple, structure.lattice.matrix.tolist())),
-                          tuple(map(tuple, structure.frac_coords.tolist())), tuple(zs))
-            self._space_group_data = _get_symmetry_dataset(self._cell, symprec, angle_tolerance)
-
-        def _get_symmetry(self):  # as pymatgen's, from the dataset instead of spglib.get_symmetry
-            ds = self._space_group_data
-            translations = np.array([[float(Fraction(c).limit_denominator(1000)) for c in t]
-                                     for t in ds.translations])
-            translations[np.abs(translations) == 1] = 0
-            return ds.rotations, translations
-
-        def get_refined_structure(self, keep_site_properties: bool = False):
-            ds = self._space_group_data  # as pymatgen's, from the dataset instead of spglib.refine_cell
-            numbers = [int(i) for i in ds.std_types]
-            species = [self._unique_species[i - 1] for i in numbers]
-            props = {}
-            if keep_site_properties:
-                for k, v in self._site_props.items():
-                    props[k] = [v[self._numbers.index(i)] for i in numbers]
-            # the class of a standardized atom: that of an input atom on the same primitive-cell atom
-            equiv = np.asarray(ds.equivalent_atoms)
-            by_prim = dict(zip(np.asarray(ds.mapping_to_primitive).tolist(), equiv.tolist()))
-            props[_ORBIT] = [by_prim[int(p)] for p in ds.std_mapping_to_primitive]
-            # get_sorted_structure(): a stable sort by Site.__lt__ (electronegativity, then species string)
-            keys = {}
-            for sp in set(species):
-                comp = Structure(ds.std_lattice, [sp], [[0, 0, 0]])[0]
-                keys[sp] = (comp.species.average_electroneg, comp.species_string)
-
-            def before(i: int, j: int) -> int:
-                (xi, si), (xj, sj) = keys[species[i]], keys[species[j]]
-                return -1 if xi < xj or (not xi > xj and si < sj) else (
-                    1 if xi > xj or (not xi < xj and sj < si) else 0)
-
-            order = sorted(range(len(species)), key=cmp_to_key(before))
-            return Structure(ds.std_lattice, [species[i] for i in order], np.asarray(ds.std_positions)[order],
-                             site_properties={k: [v[i] for i in order] for k, v in props.items()})
-
-    return OneSearch
+    ``within``: first try with the pairs no farther than this only (fewer to sort); the answer is the same
+    when every center has ``k`` of them and its ``k``-th distance plus ``tie_tol`` is within it (then every
+    pair kept is among them, and the order is the same order restricted), else all pairs are used."""
+    if not len(center):
+        return np.zeros(0, dtype=np.int64)
+    n_center = int(center.max()) + 1
+    if centers is not None:
+        is_center = np.zeros(max(n_center, int(centers[-1]) + 1 if len(centers) else 0), dtype=bool)
+        is_center[centers] = True
+        pairs = is_center[center]
+    if within < np.inf:
+        near = dist <= within
+        sub = np.flatnonzero(near if centers is None else near & pairs)
+        keep, kth = _nearest_all(center[sub], dist[sub], k, tie_tol, n_center)
+        ok = kth + tie_tol <= within  # False where a center has fewer than k pairs within (kth inf)
+        if centers is not None:
+            ok |= ~is_center[:n_center]
+        if ok.all() or np.all(ok | (np.bincount(center, minlength=n_center) == 0)):  # or none at all
+            return sub[keep]
+    if centers is None:
+        return _nearest_all(center, dist, k, tie_tol)[0]
+    idx = np.flatnonzero(pairs)
+    return idx[_nearest_all(center[idx], dist[idx], k, tie_tol)[0]]
 
 
-def _primitive_of_conventional(sga, conv):
-    """The last step of pymatgen's ``get_primitive_standard_structure``, vectorized: the conventional
-    standard cell ``conv`` in the primitive lattice ``T @ conv.lattice`` (``T``: pymatgen's
-    conventional-to-primitive matrix), sites wrapped into it and kept once (the first of each set of
-    periodic images: same species, fractional coordinates equal within 1e-8), a rhombohedral lattice
-    turned to the Setyawan-Curtarolo orientation (fractional coordinates kept)."""
-    import math
-
-    from pymatgen.core import Lattice, Structure
-
-    symbol = sga.get_space_group_symbol()
-    if symbol.startswith("P"):
-        return conv
-    prim_lattice = Lattice(sga.get_conventional_to_primitive_transformation_matrix() @ conv.lattice.matrix)
-    frac = np.mod(prim_lattice.get_fractional_coords(conv.cart_coords), 1.0)
-    species = conv.species_and_occu
-    ids: dict = {}
-    sp_id = np.array([ids.setdefault(sp, len(ids)) for sp in species])
-    keep: list[int] = []
-    for i in range(len(frac)):
-        if keep:
-            k = np.asarray(keep)
-            d = frac[k] - frac[i]
-            d -= np.round(d)
-            if np.any((sp_id[k] == sp_id[i]) & np.all(np.abs(d) <= 1e-8, axis=1)):
-                continue
-        keep.append(i)
-    if symbol.startswith("R"):
-        a, alpha = prim_lattice.a, math.radians(prim_lattice.alpha)
-        cos_h = math.cos(alpha / 2)
-        cos_f = math.cos(alpha) / cos_h
-        a_sin_h = a * math.sin(alpha / 2)
-        prim_lattice = Lattice(((a * cos_h, -a_sin_h, 0.0), (a * cos_h, a_sin_h, 0.0),
-                                (a * cos_f, 0.0, a * math.sqrt(1 - cos_f * cos_f))))
-    props = {k: [v[i] for i in keep] for k, v in conv.site_properties.items()}
-    return Structure(prim_lattice, [species[i] for i in keep], frac[keep], site_properties=props)
-
-
-def _standard_primitive(structure, symprec: float):
-    """``(primitive standard structure, equivalent_atoms)`` exactly as
-    ``SpacegroupAnalyzer(structure, symprec).get_primitive_standard_structure(keep_site_properties=True)``
-    and spglib's ``equivalent_atoms`` of that cell, from one symmetry search (:func:`_one_search_analyzer`).
-    ``equivalent_atoms[i]`` is the lowest index of the sites of ``i``'s class, as spglib's."""
-    sga = _one_search_analyzer()(structure, symprec=symprec)
-    prim = _primitive_of_conventional(sga, sga.get_conventional_standard_structure(keep_site_properties=True))
-    orbit = np.asarray(prim.site_properties[_ORBIT])
-    prim.remove_site_property(_ORBIT)
-    first: dict[int, int] = {}
-    equiv = np.array([first.setdefault(int(o), i) for i, o in enumerate(orbit)], dtype=np.int64)
-    return prim, equiv
-
-
-def _neighbors(structure, cutoff: float):
-    """Every (center, neighbour image) pair within ``cutoff``: center, nbr, dist, Cartesian vector."""
-    center, nbr, images, dist = structure.get_neighbor_list(r=cutoff)
-    cart = np.asarray(structure.cart_coords)
-    vec = cart[nbr] + np.asarray(images, dtype=np.float64) @ structure.lattice.matrix - cart[center]
-    return center.astype(np.int64), nbr.astype(np.int64), np.asarray(dist), vec
-
-
-def _nearest(center: np.ndarray, dist: np.ndarray, k: int, tie_tol: float = 0.0) -> np.ndarray:
-    """Indices of pairs kept: per center, sorted by distance, the ``k`` nearest (+ ties within tol)."""
+def _nearest_all(center: np.ndarray, dist: np.ndarray, k: int, tie_tol: float, n_center: int | None = None):
+    """``(kept pair indices, k-th distance by center)`` (inf for a center with fewer than ``k`` pairs)."""
     order = np.lexsort((dist, center))
     c, d = center[order], dist[order]
-    start = np.ones(len(c), dtype=bool)
-    start[1:] = c[1:] != c[:-1]
-    first = np.maximum.accumulate(np.where(start, np.arange(len(c)), 0))
-    rank = np.arange(len(c)) - first
+    rank = np.arange(len(c)) - np.searchsorted(c, c)  # place within the center's pairs (c is sorted)
     keep = rank < k
+    if n_center is None:
+        n_center = int(c[-1]) + 1 if len(c) else 0
+    kth_by_center = np.full(n_center, np.inf)
+    at_k = rank == k - 1
+    kth_by_center[c[at_k]] = d[at_k]
     if tie_tol > 0 and len(c):
-        # distance of the k-th neighbour of each center (inf when it has fewer)
-        kth_by_center = np.full(int(c.max()) + 1, np.inf)
-        at_k = rank == k - 1
-        kth_by_center[c[at_k]] = d[at_k]
         keep |= d <= kth_by_center[c] + tie_tol
-    return order[keep]
+    return order[keep], kth_by_center
 
 
-def _node_features(structure, sites: np.ndarray):
-    from rhosym.atom_features import N_FEATURES, atom_init_table
+_FEATURES: dict = {}  # species items -> (feature row, z, occupancy) of a site
 
-    table = atom_init_table()
-    fea = np.zeros((len(sites), N_FEATURES), dtype=np.float32)
-    z = np.zeros(len(sites), dtype=np.int16)
-    occ = np.zeros(len(sites), dtype=np.float32)
-    for n, j in enumerate(sites):
-        species = structure[int(j)].species
+
+def _site_features(comp):
+    """``(features, z, total occupancy)`` of a site of species ``comp``: the occupancy-weighted average of
+    its species' rows of :func:`~rhosym.atom_features.atom_init_table`, its majority species."""
+    key = tuple(comp.items())
+    out = _FEATURES.get(key)
+    if out is None:
+        from rhosym.atom_features import N_FEATURES, atom_init_table
+
+        table = atom_init_table()
+        fea = np.zeros(N_FEATURES, dtype=np.float32)
         tot = 0.0
         best = (-1.0, 0)
-        for sp, o in species.items():
+        for sp, o in key:
             zz = int(getattr(sp, "Z", 0))
             if not 1 <= zz < len(table):
                 raise ValueError(f"no atom features for species {sp}")
-            fea[n] += o * table[zz]
+            fea += o * table[zz]
             tot += o
             if o > best[0]:
                 best = (o, zz)
-        if tot <= 0:
+        if tot > 0:
+            fea /= tot
+        out = (fea, best[1], tot)
+        if len(_FEATURES) > 4096:
+            _FEATURES.clear()
+        _FEATURES[key] = out
+    return out
+
+
+def _node_features(cell: Cell, sites: np.ndarray):
+    from rhosym.atom_features import N_FEATURES
+
+    by_comp: dict = {}
+    rows = []
+    for j in sites.tolist():
+        comp = cell.species[j]
+        row = by_comp.get(id(comp))
+        if row is None:
+            row = by_comp[id(comp)] = _site_features(comp)
+        if row[2] <= 0:
             raise ValueError(f"site {j} has no occupancy")
-        fea[n] /= tot
-        z[n] = best[1]
-        occ[n] = tot
-    return fea, z, occ
+        rows.append(row)
+    fea = np.array([r[0] for r in rows], dtype=np.float32).reshape(len(rows), N_FEATURES)
+    return fea, np.array([r[1] for r in rows], dtype=np.int16), np.array([r[2] for r in rows], dtype=np.float32)
+
+
+@functools.lru_cache(maxsize=1)
+def _default_settings() -> GraphSettings:
+    return section(GraphSettings, None)
 
 
 def build_graph(structure, kind: str, cfg: dict | None = None) -> dict:
     """The graph arrays (see the module docstring) of one structure; ``kind`` is cgcnn or cogn.
+    ``structure``: a pymatgen ``Structure``, or an ingest row's ``structure`` JSON (text or dict), read
+    straight into arrays (the same graph as from ``structure_from_json``'s ``Structure``).
 
     The returned dict also holds ``p1_fallback`` (bool) and ``n_sites`` (sites of the cell used).
     """
     if kind not in KINDS:
         raise ValueError(f"unknown graph kind {kind!r}")
-    c = section(GraphSettings, cfg)
-    s, equiv, p1 = prepare_structure(structure, c)
-    center, nbr, dist, vec = _neighbors(s, float(c.cutoff))
+    c = _default_settings() if cfg is None else section(GraphSettings, cfg)
+    cell, equiv, p1 = _prepare_cell(input_cell(structure), c)
+    n_sites = len(cell.species)
+    center, nbr, images, dist, cart = _neighbors(cell, float(c.cutoff))
+    # a radius that holds about twice the neighbours kept at this cell's density: sorting only the pairs
+    # within it gives the same edges when it holds enough of them (_nearest checks, else sorts all)
+    k = int(c.cgcnn_max_neighbors if kind == "cgcnn" else c.cogn_max_neighbors)
+    (a1, a2, a3), (b1, b2, b3), (c1, c2, c3) = cell.lattice.matrix.tolist()
+    volume = abs(a1 * (b2 * c3 - b3 * c2) - a2 * (b1 * c3 - b3 * c1) + a3 * (b1 * c2 - b2 * c1))
+    within = (3 * 2 * k * volume / (4 * math.pi * max(n_sites, 1))) ** (1 / 3)
     if kind == "cgcnn":
-        nodes = np.arange(len(s))
+        nodes = np.arange(n_sites)
         node_of_site = nodes
-        mult = np.ones(len(s), dtype=np.int32)
-        keep = _nearest(center, dist, int(c.cgcnn_max_neighbors))
+        mult = np.ones(n_sites, dtype=np.int32)
+        keep = _nearest(center, dist, k, within=within)
     else:
         nodes, inverse, counts = np.unique(equiv, return_inverse=True, return_counts=True)
         node_of_site = inverse.astype(np.int64)
         mult = counts.astype(np.int32)
-        is_rep = np.isin(center, nodes)
-        idx = np.nonzero(is_rep)[0]
-        keep = idx[_nearest(center[idx], dist[idx], int(c.cogn_max_neighbors),
-                            float(c.cogn_tie_tolerance))]
-    keep = keep[np.lexsort((dist[keep], node_of_site[center[keep]]))]
-    fea, z, occ = _node_features(s, nodes)
+        tie = float(c.cogn_tie_tolerance)
+        keep = _nearest(center, dist, k, tie, within=within + tie, centers=nodes)
+    # keep is in (center, distance) order, and a node's index grows with its center's (nodes: sorted
+    # sites), so it is in (node, distance) order too: the edges of each node, nearest first
+    vec = cart[nbr[keep]] + images[keep] @ cell.lattice.matrix - cart[center[keep]]
+    fea, z, occ = _node_features(cell, nodes)
     edge_index = np.stack([node_of_site[center[keep]], node_of_site[nbr[keep]]], axis=1).astype(np.int32)
     return {
         "atom_fea": fea,
@@ -325,9 +288,9 @@ def build_graph(structure, kind: str, cfg: dict | None = None) -> dict:
         "node_weight": (mult * occ).astype(np.float32),
         "edge_index": edge_index.reshape(-1, 2),
         "edge_dist": dist[keep].astype(np.float32),
-        "edge_vec": vec[keep].astype(np.float32).reshape(-1, 3),
+        "edge_vec": vec.astype(np.float32).reshape(-1, 3),
         "p1_fallback": p1,
-        "n_sites": len(s),
+        "n_sites": n_sites,
     }
 
 
@@ -375,7 +338,7 @@ def concat_graphs(graphs: list[dict]) -> dict[str, np.ndarray]:
 
 def run_graphs_shard(ingest_path: str | Path, out_path: str | Path, kind: str, cfg: dict | None = None) -> dict:
     """Graphs of every ``ok`` structure of one ingest shard; returns the counts."""
-    from rhosym.ingest import read_ingest, structure_from_json
+    from rhosym.ingest import read_ingest
     from rhosym.logs import progress
     from rhosym.store import write_store
 
@@ -390,7 +353,7 @@ def run_graphs_shard(ingest_path: str | Path, out_path: str | Path, kind: str, c
     for row in progress(rows, desc=f"graphs {kind}"):
         sid = str(row["id"])
         try:
-            g = build_graph(structure_from_json(row["structure"]), kind, c)
+            g = build_graph(row["structure"], kind, c)  # the JSON, read as structure_from_json reads it
         except DisorderError as exc:
             n_disordered += 1
             rejected[sid] = f"disordered: {exc}"

@@ -8,7 +8,8 @@ its Snakemake job runs it, one structure at a time, single-threaded:
   :func:`rhosym.ingest.process_record` (checks, spglib labels, the ``conventional`` density cell, its
   JSON); the same with pymatgen's CIF parser (``read_cif_blocks_pymatgen``) as the reference;
 * **graphs** (cgcnn, coGN) and **XRD** (10,001-point profile): :func:`rhosym.graphs.build_graph` and
-  :func:`rhosym.xrd.simulate` on the ingest's cells (``structure`` JSON decoded, as the shard jobs do),
+  :func:`rhosym.xrd.simulate` on the ingest's cells, from the ``structure`` JSON as the shard jobs do
+  (the graph job passes the JSON text to ``build_graph``, which reads it into arrays; XRD decodes it),
   and pymatgen's ``XRDCalculator("CuKa1").get_pattern`` (its peak list only, no profile) on the same
   cells for the XRD ratio (and on the cells as read, MP-20's P1 primitive cells); ``spglib search``: the
   one ``spglib.get_symmetry_dataset`` call each graph needs, alone, on the same cells (its floor).
@@ -153,8 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     simulate(cells[0], settings)
     build_graph(cells[0], "cgcnn")
     sizes = {}
-    for kind in ("cgcnn", "cogn"):
-        c, w, out = timed(lambda t, k=kind: build_graph(structure_from_json(t), k), texts, args.repeats)
+    for kind in ("cgcnn", "cogn"):  # the JSON text in, as run_graphs_shard passes it
+        c, w, out = timed(lambda t, k=kind: build_graph(t, k), texts, args.repeats)
         stages[f"graph {kind}"] = (c, w, sum(g is None for g in out))
         sizes[kind] = [(len(g["z"]), len(g["edge_dist"])) for g in out if g is not None]
     import spglib
