@@ -62,6 +62,16 @@ def test_a_sixth_model_through_the_registry_alone(monkeypatch):
     assert cfg.train_resolved("toy_net", "symmetry")["model"]["channels"] == [8]
 
 
+def test_a_fit_free_model_runs_once_whatever_the_seeds():
+    """The classical finder trains nothing: two seeds would be two copies of one answer (and two rows of
+    the same numbers averaged as if they were independent)."""
+    cfg = parse_config({"datasets": {"s": {"kind": "synthetic", "n": 4}},
+                        "experiments": [{"models": ["classical", "lattice"], "tasks": ["symmetry"],
+                                         "seeds": [0, 1, 2]}]})
+    seeds = {m: sorted(e.seed for e in W.expand_experiments(cfg) if e.model == m) for m in ("classical", "lattice")}
+    assert seeds == {"classical": [0], "lattice": [0, 1, 2]}
+
+
 @pytest.mark.slow
 def test_a_sixth_model_builds_the_dag(tmp_path):
     """The same through Snakemake: a registry entry made by a plugin module builds the DAG for it."""

@@ -15,8 +15,9 @@ its inputs came from (``provenance``: the data set's kind, density cell, label a
 architecture (``model_cfg``, validated against rhosym.registry), the output space (``n_out``,
 ``label_values``, ``answers`` of a joint task), the input store's settings (``input_store``: the
 attributes of the training store, so ``rhosym predict`` rebuilds inputs exactly), the normalization
-(``norm``) and target scaling (``target``) computed on the TRAINING split, the result-affecting
-training settings (``train_config``), counts, the validation-best epoch and metric, and the
+(``norm``) and target scaling (``target``) computed on the TRAINING split, the standardization of the
+lattice features of a lattice-conditioned network (``lattice``, rhosym.conditioning; None otherwise), the
+result-affecting training settings (``train_config``), counts, the validation-best epoch and metric, and the
 fingerprint that allows resuming (``resume_key``).
 
 ``training`` (last.pt): ``epoch``, ``optimizer``, ``scheduler``, ``scaler``, ``torch_rng``, ``history``
@@ -67,6 +68,9 @@ class CheckpointMeta:
     provenance: dict = field(default_factory=dict)  # the data set's kind, cell, labels and ingest settings
     norm: dict | None = None
     target: dict | None = None
+    # lattice-conditioned networks (rhosym.conditioning): the standardization of the 13 lattice features fitted on
+    # the TRAINING split (features, mean, std, n_structures); None: the network reads no lattice features
+    lattice: dict | None = None
     train_config: dict = field(default_factory=dict)
     n_train: int = 0
     n_val: int = 0

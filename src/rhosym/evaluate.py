@@ -549,9 +549,11 @@ def _ci(lo, hi, scale: float, digits: int) -> str:
 
 
 def variant_label(r: Mapping) -> str:
-    """``model`` plus what sets the variant apart: input, features, points, source, robust augmentation,
-    joint network."""
-    parts = [str(r["model"])]
+    """``model`` (``<model>+lattice`` for a lattice-conditioned network, layout tag -lat) plus what sets the
+    variant apart: input, features, points, source, robust augmentation, joint network."""
+    from rhosym.layout import is_lattice
+
+    parts = [str(r["model"]) + (R.LATTICE_SUFFIX if is_lattice(str(r.get("group", ""))) else "")]
     inp = str(r.get("input", ""))
     if inp and inp not in (r["model"], "xrd", "lattice"):
         parts.append(inp)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rhosym.registry import CLASS_TASKS, MODELS, TASKS, model_display, model_order
+from rhosym.registry import CLASS_TASKS, LATTICE_SUFFIX, MODELS, TASKS, model_display, model_order
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
@@ -64,8 +64,9 @@ def model_style(model: str) -> dict:
     return {"color": colour, "hatch": _HATCHES[1 + i % (len(_HATCHES) - 1)], "marker": _MARKERS[1 + i % 5]}
 
 
-def model_label(model: str) -> str:
-    return model_display(model)
+def model_label(model: str, lattice: bool = False) -> str:
+    """The display name of a model (``+lattice``: a lattice-conditioned variant)."""
+    return model_display(model, lattice)
 
 
 def order_models(models) -> list[str]:
@@ -75,31 +76,35 @@ def order_models(models) -> list[str]:
 def _variant_labels(df: pd.DataFrame) -> pd.Series:
     """Display name plus what sets a variant apart (rhosym.evaluate.variant_label), one line per part."""
     from rhosym.evaluate import variant_label
+    from rhosym.layout import is_lattice
 
     out = []
     for _, r in df.iterrows():
         lab = variant_label(r)
-        name = model_label(r["model"])
-        rest = lab[len(str(r["model"])):].strip()
+        lattice = is_lattice(str(r.get("group", "")))
+        name = model_label(r["model"], lattice)
+        rest = lab[len(str(r["model"])) + (len(LATTICE_SUFFIX) if lattice else 0):].strip()
         out.append(name + (f"\n({rest})" if rest else ""))
     return pd.Series(out, index=df.index)
 
 
 def _is_plain(group: str) -> bool:
-    """A variant trained and tested without augmentation (layout tags -aug, -a<name>, -t<name>)."""
+    """A variant trained and tested without augmentation (layout tags -aug, -a<name>, -t<name>) and not
+    lattice-conditioned (-lat)."""
     from rhosym.layout import parse_variant
 
     try:
         v = parse_variant(f"{group}-s0")
     except ValueError:
         return True
-    return not (v["robust"] or v["augment"] or v["test"])
+    return not (v["robust"] or v["augment"] or v["test"] or v["lattice"])
 
 
 def main_rows(df: pd.DataFrame, features: int = 1, splits: Mapping[str, str] | None = None) -> pd.DataFrame:
     """The comparison rows of a metrics table: each data set's primary split, the feature set asked for
     (where a model has it), as sampled (no ``points``), trained on the data set itself and not fine-tuned,
-    the plain (unaugmented) variant where there is one."""
+    the plain (unaugmented) variant where there is one; a lattice-conditioned variant (``+lattice``) is a
+    row of its own beside its model's."""
     if df is None or df.empty:
         return pd.DataFrame() if df is None else df
     d = df.copy()
@@ -113,10 +118,16 @@ def main_rows(df: pd.DataFrame, features: int = 1, splits: Mapping[str, str] | N
         d = d[~d["group"].astype(str).str.contains("-ft")]
     # plain variants first: a model trained or tested with an augmentation (-aug, -a<name>, -t<name>) is
     # shown only where it has no plain variant (its own rows stay in the tables, labelled)
-    plain = d["group"].astype(str).map(_is_plain) if "group" in d.columns else pd.Series(True, index=d.index)
-    d = (d.assign(_pref=(d["features"].astype(int) != features).astype(int) * 2 + (~plain).astype(int))
+    from rhosym.layout import LATTICE_TAG, is_lattice
+
+    groups = d["group"].astype(str) if "group" in d.columns else pd.Series("", index=d.index)
+    lattice = groups.map(is_lattice)
+    plain = groups.map(lambda g: _is_plain(g.replace(LATTICE_TAG + "-", "-", 1)))  # plain but for its -lat
+    d = (d.assign(_pref=(d["features"].astype(int) != features).astype(int) * 2 + (~plain).astype(int),
+                  _lat=lattice)
          .sort_values("_pref", kind="stable")
-         .drop_duplicates(["dataset", "split", "task", "model", "trained_task", "input"]).drop(columns="_pref"))
+         .drop_duplicates(["dataset", "split", "task", "model", "trained_task", "input", "_lat"])
+         .drop(columns=["_pref", "_lat"]))
     return d
 
 
@@ -784,7 +795,8 @@ def read_rates(confusion_dir, task: str, models: Sequence[str] | None = None, fe
                dataset: str | None = None, split: str | None = None) -> dict[str, pd.DataFrame]:
     """``{model: rates table}`` of one task from a ``metrics/confusion`` folder (its ``index.csv``): per
     model its main variant (primary split, features asked for, falling back to 1, grid before random,
-    trained on the data set itself, not fine-tuned, no points), separate networks before the joint one."""
+    trained on the data set itself, not fine-tuned, no points, not +lattice), separate networks before the
+    joint one."""
     out: dict[str, pd.DataFrame] = {}
     folder = Path(confusion_dir)
     idx = _read_csv(folder / "index.csv") if folder.is_dir() else None
@@ -794,8 +806,12 @@ def read_rates(confusion_dir, task: str, models: Sequence[str] | None = None, fe
     if dataset is not None:
         idx = idx.assign(dataset=dataset)
     idx = main_rows(idx, features, {dataset: split} if dataset and split else None)
-    idx = idx.assign(_r=(idx["input"] == "random").astype(int), _j=(idx["trained_task"] != task).astype(int))
-    for _, r in idx.sort_values(["_j", "_r"], kind="stable").iterrows():
+    from rhosym.layout import is_lattice
+
+    lattice = idx["group"].astype(str).map(is_lattice) if "group" in idx.columns else False
+    idx = idx.assign(_r=(idx["input"] == "random").astype(int), _j=(idx["trained_task"] != task).astype(int),
+                     _l=pd.Series(lattice, index=idx.index).astype(int))  # a +lattice variant only if alone
+    for _, r in idx.sort_values(["_l", "_j", "_r"], kind="stable").iterrows():
         if models is not None and r["model"] not in models:
             continue
         if r["model"] not in out:

@@ -67,7 +67,8 @@ def load_checkpoint(path: str | Path, device="cpu", registry=None):
     state = C.load(path, map_location=device)
     meta = state["meta"]
     reg = _registry(registry)
-    model = reg.build_model(meta.model, meta.n_out, meta.regression, meta.in_features, meta.model_cfg or {})
+    kw = {"in_lattice": len(meta.lattice["features"])} if meta.lattice else {}  # a lattice-conditioned network
+    model = reg.build_model(meta.model, meta.n_out, meta.regression, meta.in_features, meta.model_cfg or {}, **kw)
     model.load_state_dict(state["state_dict"])
     model.to(device).eval()
     out = meta.to_dict()
@@ -109,14 +110,15 @@ def predict_split(checkpoint, stores, manifest, split_table, split: str = "test"
                   top_k: int = 5, max_points: int | None = None, device: str = "auto",
                   batch_budget: int | None = None, max_batch_size: int | None = None, num_workers: int = 0,
                   seed: int = 0, transform: dict | None = None, identity: dict | None = None,
-                  registry=None) -> pd.DataFrame:
+                  registry=None, lattice_stores=None) -> pd.DataFrame:
     """Predict every structure of ``split`` found in ``stores``; write Parquet to ``out`` when given.
 
     ``checkpoint``: a path or a ``(model, meta)`` pair. ``max_points`` (density models; the figS8 sweep)
     cuts each structure to at most that many points (the fixed per-structure subset); a model trained
     with ``points`` is always tested at that size. ``transform`` applies an origin shift / rotation to
     the test inputs (``evaluate:``). ``identity`` (dataset, variant, ...) fills the key columns. One row per
-    structure and answered task (a joint network answers three).
+    structure and answered task (a joint network answers three). ``lattice_stores``: the data set's ingest
+    shards, the cells a lattice-conditioned checkpoint reads (rhosym.conditioning; required by one).
     """
     import torch
     from torch.utils.data import DataLoader
@@ -137,7 +139,7 @@ def predict_split(checkpoint, stores, manifest, split_table, split: str = "test"
     items = L.build_items(ids, raw.fillna(-1.0), list(stores), source, name=f"{split} ({meta['model']})",
                           max_points=points)
     ds = L.StoreDataset(items, source, meta["features"], meta.get("norm"), max_points=points, seed=seed,
-                        transform=transform)
+                        transform=transform, lattice=_lattice_features(meta, lattice_stores))
     cfg = section(TrainParams, meta.get("train_config"))  # an older checkpoint's extra keys are ignored
     sampler = L.BudgetBatchSampler(items.size, batch_budget or cfg.batch_budget, max_batch_size or cfg.max_batch_size,
                                    shuffle=False)
@@ -197,8 +199,21 @@ def predict_split(checkpoint, stores, manifest, split_table, split: str = "test"
     return df
 
 
+def _lattice_features(meta: dict, lattice_stores):
+    """The lattice features a lattice-conditioned checkpoint reads (None for any other)."""
+    if not meta.get("lattice"):
+        return None
+    from rhosym import conditioning as K
+
+    if not lattice_stores:
+        raise ValueError(f"{meta['model']}/{meta['task']} is lattice-conditioned (+lattice): give the data set's "
+                         f"ingest shards (lattice_stores)")
+    return K.LatticeFeatures(K.CellTable(list(lattice_stores)), meta["lattice"])
+
+
 def predict_sweep(checkpoint, stores, manifest, split_table, outs: list[str], max_points: list[int], top_k: int = 5,
-                  device: str = "auto", seed: int = 0, identity: dict | None = None) -> list[dict]:
+                  device: str = "auto", seed: int = 0, identity: dict | None = None,
+                  lattice_stores=None) -> list[dict]:
     """ONE trained checkpoint on the test split once per ``max_points`` value (loaded once; an
     inference-time sweep, not a retraining per size): each structure is cut to at most N points (its fixed
     subset). ``outs[i]`` receives the predictions for ``max_points[i]`` (the ``predict_sweep`` rule)."""
@@ -206,7 +221,8 @@ def predict_sweep(checkpoint, stores, manifest, split_table, outs: list[str], ma
     summary = []
     for out, n in zip(outs, max_points):
         df = predict_split(loaded, stores, manifest, split_table, split="test", out=out, top_k=top_k,
-                           max_points=int(n), device=device, seed=seed, identity=identity)
+                           max_points=int(n), device=device, seed=seed, identity=identity,
+                           lattice_stores=lattice_stores)
         summary.append({"max_points": int(n), "n": int(len(df))})
         log.info("points sweep: max_points=%d: %d rows", n, len(df))
     return summary
@@ -214,10 +230,16 @@ def predict_sweep(checkpoint, stores, manifest, split_table, outs: list[str], ma
 
 def prepare_sample(sample: dict, meta: dict) -> dict:
     """A per-sample dict in the store form (density values raw, lattice parameters) made ready for the
-    network with the checkpoint's normalization."""
+    network with the checkpoint's normalization; a lattice-conditioned checkpoint also reads the features of
+    the sample's cell (its ``cell_params``, rhosym.conditioning)."""
+    from rhosym import conditioning as K
+
     source = inputs.of_checkpoint(meta)
+    sample = dict(sample)
+    cell = sample.pop(K.CELL, None)
     sample = source.limit(sample, int(meta.get("points") or 0), str(sample.get("id", "")))
-    return source.prepare(sample, int(meta.get("features") or 1), meta.get("norm"))
+    return K.attach(source.prepare(sample, int(meta.get("features") or 1), meta.get("norm")), cell,
+                    meta.get("lattice"))
 
 
 def predict_samples(model, meta: dict, samples: list[dict], top_k: int = 5, registry=None) -> list[dict]:

@@ -9,7 +9,9 @@ the others as Snakemake wildcards. An experiment's identity lives in its *varian
 ``grid-f1-aug-formula-s0`` (trained with the robustness augmentations, robustness.train_augment),
 ``grid-f1-ashift-formula-s0`` (trained with a random origin shift, ``experiments[].augment``) and
 ``grid-f1-ashift-tshift-formula-s0`` (its predictions on origin-shifted test inputs) and
-``grid-f1-fr125-formula-s0`` (trained on 1/8 of the training split: a learning-curve point).
+``grid-f1-fr125-formula-s0`` (trained on 1/8 of the training split: a learning-curve point) and
+``grid-f1-lat-formula-s0`` (a lattice-conditioned network, ``experiments[].lattice``: its head also reads
+the lattice features of the cell; displayed as ``<model>+lattice``).
 """
 
 from __future__ import annotations
@@ -75,8 +77,10 @@ def benchmark(results: str, rule: str, *parts: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- variants
+#: the variant token of a lattice-conditioned network (``experiments[].lattice``; rhosym.conditioning)
+LATTICE_TAG = "-lat"
 VARIANT_RE = re.compile(
-    r"^(?P<input>[a-z][a-z_]*)-f(?P<features>\d+)(?:-n(?P<points>\d+))?(?:-fr(?P<fraction>\d+))?(?:-ft(?P<pretrained>[A-Za-z0-9_]+?))?"
+    r"^(?P<input>[a-z][a-z_]*)-f(?P<features>\d+)(?:-n(?P<points>\d+))?(?:-fr(?P<fraction>\d+))?(?P<lattice>-lat)?(?:-ft(?P<pretrained>[A-Za-z0-9_]+?))?"
     r"(?:-zs(?P<source>[A-Za-z0-9_]+?))?(?P<aug>-aug)?(?:-a(?P<augment>shiftrot|shift|rot))?"
     r"(?:-t(?P<test>shiftrot|shift|rot))?-(?P<split>none|formula|structure)-s(?P<seed>\d+)$")
 #: Snakemake wildcard constraint of {variant} (no named groups: Snakemake reads <name> as a path variable)
@@ -85,12 +89,14 @@ VARIANT_CONSTRAINT = re.sub(r"\(\?P<\w+>", "(?:", VARIANT_RE.pattern[1:-1])
 
 def variant(input: str, features: int, split: str, seed: int, points: int = 0, pretrained: str | None = None,
             source: str | None = None, robust: bool = False, augment: str = "", test: str = "",
-            fraction: float = 1.0) -> str:
+            fraction: float = 1.0, lattice: bool = False) -> str:
     v = f"{input}-f{int(features)}"
     if points:
         v += f"-n{int(points)}"
     if fraction < 1.0:
         v += f"-fr{int(round(1000 * fraction)):03d}"  # the training fraction, per mille
+    if lattice:
+        v += LATTICE_TAG
     if pretrained:
         v += f"-ft{pretrained}"
     if source:
@@ -105,7 +111,8 @@ def variant(input: str, features: int, split: str, seed: int, points: int = 0, p
 
 
 def parse_variant(text: str) -> dict:
-    """``{input, features, points, pretrained, source, robust, augment, test, split, seed}`` of a variant."""
+    """``{input, features, points, pretrained, source, robust, augment, test, split, seed, fraction,
+    lattice}`` of a variant."""
     m = VARIANT_RE.match(text)
     if not m:
         raise ValueError(f"not an experiment variant: {text!r}")
@@ -113,7 +120,16 @@ def parse_variant(text: str) -> dict:
     return {"input": d["input"], "features": int(d["features"]), "points": int(d["points"] or 0),
             "pretrained": d["pretrained"], "source": d["source"], "robust": bool(d["aug"]),
             "augment": d["augment"] or "", "test": d["test"] or "", "split": d["split"], "seed": int(d["seed"]),
-            "fraction": int(d["fraction"]) / 1000 if d["fraction"] else 1.0}
+            "fraction": int(d["fraction"]) / 1000 if d["fraction"] else 1.0, "lattice": bool(d["lattice"])}
+
+
+def is_lattice(group_or_variant: str) -> bool:
+    """Whether a variant (or a variant group, without its seed) is lattice-conditioned."""
+    g = str(group_or_variant)
+    try:
+        return parse_variant(g if re.search(r"-s\d+$", g) else f"{g}-s0")["lattice"]
+    except ValueError:
+        return False
 
 
 def group_of(variant_: str) -> str:

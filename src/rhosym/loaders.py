@@ -150,12 +150,14 @@ class StoreDataset:
     ``kind``: an input kind (name or :class:`rhosym.inputs.InputKind`). ``augment`` (a
     ``rhosym.settings.AugmentSettings``) applies when given (the training split); call :meth:`set_epoch`
     each epoch so augmentations differ between epochs. ``transform``: evaluation-time transforms
-    (``{"origin_shift": bool, "rotation": bool}``).
+    (``{"origin_shift": bool, "rotation": bool}``). ``lattice`` (a :class:`rhosym.conditioning.LatticeFeatures`,
+    lattice-conditioned networks): every prepared sample also gets the standardized lattice features of its
+    structure's cell (``lattice_features``).
     """
 
     def __init__(self, items: Items, kind: str | InputKind, features: int = 1, norm: dict | None = None,
                  max_points: int | None = None, seed: int = 0, augment=None, cache_mb: int = 0,
-                 transform: dict | None = None):
+                 transform: dict | None = None, lattice=None):
         self.items = items
         self.kind = _kind(kind)
         self.features = int(features)
@@ -164,6 +166,7 @@ class StoreDataset:
         self.seed = int(seed)
         self.augment = augment
         self.transform = transform if transform and any(transform.values()) else None
+        self.lattice = lattice
         self.epoch = 0
         self.cache_bytes = int(cache_mb) * 2**20
         self._cache: dict[int, dict] = {}
@@ -214,6 +217,10 @@ class StoreDataset:
             else:
                 s = self.kind.transform(s, self._rng(i), self.transform, ctx)
         s = self.kind.prepare(s, self.features, self.norm)
+        if self.lattice is not None:
+            from rhosym.conditioning import KEY
+
+            s = {**s, KEY: self.lattice(self.items.ids[i])}
         return {"sample": s, "y": self.items.y[i], "id": self.items.ids[i]}
 
     def fit_norm(self, max_structures: int, seed: int) -> dict | None:

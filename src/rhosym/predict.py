@@ -20,6 +20,9 @@ Preprocessing reproduces the checkpoint's training inputs from what the checkpoi
 * **XRD FCN**: :func:`rhosym.xrd.simulate` with the training store's XRD settings, cast to float16 as stored;
 * **CGCNN / coGN**: :func:`rhosym.graphs.build_graph` with the training store's graph settings;
 * **lattice control**: the lattice parameters of the density cell.
+* **lattice-conditioned networks** (``+lattice``, rhosym.conditioning): also the lattice features of the
+  input's own cell after the same preparation (the training data set's cell), or of a CHGCAR's or a map's
+  cell, standardized with the checkpoint's training statistics.
 
 Each input gives one result dict: ``source``, ``id``, ``model``, ``task``, ``cell``, ``symmetry_finder``,
 ``answers`` (``{task: {prediction, symbol, top_k}}``: a joint network answers crystal system,
@@ -80,6 +83,7 @@ class Settings:
     xrd: object = None  # rhosym.settings.XrdSettings
     graphs: object = None  # rhosym.settings.GraphSettings
     symops: object = None  # rhosym.settings.SymopsSettings
+    lattice: bool = False  # a lattice-conditioned network: samples carry their cell (rhosym.conditioning.CELL)
     missing: list[str] = field(default_factory=list)
 
 
@@ -103,6 +107,7 @@ def resolve_settings(meta: dict, method: str | None = None, voxel: float | None 
         s.missing.append("provenance (data-set cell, labels and ingest settings; assumed conventional, defaults)")
     s.density_kind = "chgcar" if (prov.get("kind") or st.get("kind")) == "mp_chgcar" else "structure"
     s.store_channels = len(st.get("channels") or (meta.get("norm") or {}).get("channels") or ["total"])
+    s.lattice = bool(meta.get("lattice"))
     try:
         source.configure(s, st, method, voxel)
     except ValueError as exc:
@@ -188,7 +193,8 @@ def prepared_structure(unit: Unit, s: Settings):
 def preprocess(unit: Unit, s: Settings) -> tuple[dict, dict]:
     """``(sample, info)``: the per-sample dict in the store form (density values raw) and extra output keys.
 
-    Raises ``ValueError`` with a one-line reason when the input cannot be used.
+    Raises ``ValueError`` with a one-line reason when the input cannot be used. A lattice-conditioned
+    checkpoint's samples also carry their cell's six parameters (``cell_params``, rhosym.conditioning).
     """
     from rhosym.cells import USES_SYMMETRY
 
@@ -200,7 +206,17 @@ def preprocess(unit: Unit, s: Settings) -> tuple[dict, dict]:
         return _preprocess_chgcar(unit, s)
     st, cell = prepared_structure(unit, s)
     sample, extra = s.source_kind.from_structure(st, unit.uid, s)
-    return sample, {"cell": cell, "symmetry_finder": bool(USES_SYMMETRY.get(cell, True)), **extra}
+    info = {"cell": cell, "symmetry_finder": bool(USES_SYMMETRY.get(cell, True)), **extra}
+    return _with_cell(sample, st.lattice.matrix, s), info
+
+
+def _with_cell(sample: dict, lattice, s: Settings) -> dict:
+    """``sample`` with the six parameters of its cell (rows of ``lattice``, Å) for a lattice-conditioned network."""
+    if not s.lattice:
+        return sample
+    from rhosym.conditioning import CELL, params_of_lattice
+
+    return {**sample, CELL: params_of_lattice(lattice)}
 
 
 def _preprocess_chgcar(unit: Unit, s: Settings) -> tuple[dict, dict]:
@@ -216,7 +232,8 @@ def _preprocess_chgcar(unit: Unit, s: Settings) -> tuple[dict, dict]:
     rho, attrs = density_of_row({"kind": "mp_chgcar", "chgcar_path": unit.path}, {**s.density.model_dump(),
                                                                                   "channels": s.store_channels})
     sample, extra = s.source_kind.from_density(rho, np.asarray(attrs["cell"]), unit.uid, s)
-    return sample, {"cell": "as_is", "symmetry_finder": False, "density_source": "chgcar", **extra}
+    info = {"cell": "as_is", "symmetry_finder": False, "density_source": "chgcar", **extra}
+    return _with_cell(sample, attrs["cell"], s), info
 
 
 def _preprocess_map(unit: Unit, s: Settings) -> tuple[dict, dict]:
@@ -230,8 +247,9 @@ def _preprocess_map(unit: Unit, s: Settings) -> tuple[dict, dict]:
     if not np.isfinite(rho).all():
         raise ValueError("the map holds NaN/Inf values")
     sample, extra = s.source_kind.from_density(rho, lattice, unit.uid, s)
-    return sample, {"cell": "as_is (map)", "symmetry_finder": False, "density_source": "map",
-                    "map_space_group": m.space_group, **extra}
+    info = {"cell": "as_is (map)", "symmetry_finder": False, "density_source": "map",
+            "map_space_group": m.space_group, **extra}
+    return _with_cell(sample, lattice, s), info
 
 
 # ------------------------------------------------------------------------------------------ outputs

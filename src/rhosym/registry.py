@@ -259,6 +259,7 @@ class ModelSpec:
     control: bool = False  # a control row in tables (the lattice-only model)
     fit_free: bool = False  # a fixed rule (no weights): `rhosym predict --model <name>` needs no checkpoint
     study: bool = True  # False: built by build_model for benchmarks only, not an experiment model
+    reads_lattice: bool = False  # its input already holds the cell: refuses the +lattice option
 
     @property
     def input_kind(self) -> str:
@@ -282,10 +283,12 @@ class ModelSpec:
 _PLATEAU = {"scheduler": "plateau", "plateau_factor": 0.5, "plateau_patience": 5}
 MODELS: dict[str, ModelSpec] = {m.name: m for m in (
     ModelSpec("lattice", "Lattice only (control)", ("lattice",), LatticeMLPConfig, 0,
-              {"all": {"optimizer": "adamw", "lr": 1e-3, "max_batch_size": 64, **_PLATEAU}}, control=True),
+              {"all": {"optimizer": "adamw", "lr": 1e-3, "max_batch_size": 64, **_PLATEAU}}, control=True,
+              reads_lattice=True),
     # the same MLP given the Bravais lattice the metric admits (at two tolerances): the strengthened control
     ModelSpec("lattice_sym", "Lattice + metric symmetry (control)", ("lattice_sym",), LatticeMLPConfig, 0,
-              {"all": {"optimizer": "adamw", "lr": 1e-3, "max_batch_size": 64, **_PLATEAU}}, control=True),
+              {"all": {"optimizer": "adamw", "lr": 1e-3, "max_batch_size": 64, **_PLATEAU}}, control=True,
+              reads_lattice=True),
     ModelSpec("cogn", "coGN", ("cogn",), CoGNConfig, 1,
               {"all": {"optimizer": "adamw", "lr": 5e-4, "max_batch_size": 64, **_PLATEAU}}),
     ModelSpec("cgcnn", "CGCNN", ("cgcnn",), CGCNNConfig, 2,
@@ -304,15 +307,20 @@ MODELS: dict[str, ModelSpec] = {m.name: m for m in (
     ModelSpec("dense_cnn", "Dense 3D CNN", SAMPLINGS, DenseCNNConfig, 6, study=False),
     # symmetry from the density itself (rhosym.symops): the classical finder (no training), a learned
     # model on the operation scores, and a periodic CNN on the fractional grid
-    ModelSpec("classical", "Classical finder (no training)", ("symops",), ClassicalConfig, 7, fit_free=True),
+    ModelSpec("classical", "Classical finder (no training)", ("symops",), ClassicalConfig, 7, fit_free=True,
+              reads_lattice=True),
     ModelSpec("symops", "Operation scores (MLP)", ("symops",), SymopsMLPConfig, 8,
-              {"all": {"optimizer": "adamw", "lr": 1e-3, "max_batch_size": 64, **_PLATEAU}}),
+              {"all": {"optimizer": "adamw", "lr": 1e-3, "max_batch_size": 64, **_PLATEAU}}, reads_lattice=True),
     ModelSpec("periodic_cnn", "Periodic fractional-grid CNN", ("fracgrid",), PeriodicCNNConfig, 9,
-              {"all": {"optimizer": "adamw", "lr": 1e-3, "max_batch_size": 16, **_PLATEAU}}),
+              {"all": {"optimizer": "adamw", "lr": 1e-3, "max_batch_size": 16, **_PLATEAU}}, reads_lattice=True),
 )}
 STUDY_MODELS = tuple(n for n, m in MODELS.items() if m.study)
 DENSITY_MODELS = tuple(n for n in STUDY_MODELS if MODELS[n].sampled)
 CONTROL_MODELS = tuple(n for n in STUDY_MODELS if MODELS[n].control)
+#: lattice-conditioned networks (``experiments[].lattice: [true]``, rhosym.conditioning): the suffix of the
+#: model's display name, and the models that can take the option (those whose input does not hold the cell)
+LATTICE_SUFFIX = "+lattice"
+LATTICE_MODELS = tuple(n for n in STUDY_MODELS if not MODELS[n].reads_lattice)
 
 
 def model_order(models) -> list[str]:
@@ -321,8 +329,9 @@ def model_order(models) -> list[str]:
     return sorted(models, key=lambda m: (MODELS[m].order if m in MODELS else 99, m))
 
 
-def model_display(model: str) -> str:
-    return MODELS[model].display if model in MODELS else model
+def model_display(model: str, lattice: bool = False) -> str:
+    """The display name of a model; ``lattice``: a lattice-conditioned variant (``+lattice``)."""
+    return (MODELS[model].display if model in MODELS else model) + (LATTICE_SUFFIX if lattice else "")
 
 
 # ========================================================================================= data-set kinds
@@ -411,6 +420,6 @@ TABLE_FILES = {
 __all__ = [
     "Strict", "CRYSTAL_SYSTEMS", "TaskSpec", "TASKS", "CLASS_TASKS", "REGRESSION_TASKS", "ANSWER_TASKS",
     "answers_of", "SYMOPS_LADDER", "AUGMENTATIONS", "AUGMENTATION_DISPLAY", "InputKindSpec", "INPUT_KINDS", "InputSpec", "INPUTS", "SAMPLINGS", "GRAPH_KINDS", "ModelSpec", "MODELS", "STUDY_MODELS",
-    "DENSITY_MODELS", "CONTROL_MODELS", "model_order", "model_display", "DatasetKindSpec", "DATASET_KINDS",
+    "DENSITY_MODELS", "CONTROL_MODELS", "LATTICE_SUFFIX", "LATTICE_MODELS", "model_order", "model_display", "DatasetKindSpec", "DATASET_KINDS",
     "CELLS", "CELLS_USING_SYMMETRY", "SPLIT_RULES", "FigureSpec", "FIGURES", "TABLE_FILES",
 ]

@@ -11,7 +11,9 @@ of :mod:`rhosym.perturb` at each strength:
   as the density stage does, or the CHGCAR grid), then sampled as in training; ``thermal`` (larger B
   factors, structure-derived densities only) recomputes the density;
 * the XRD FCN: its powder analogues ``xrd_noise``, ``xrd_broaden``, ``xrd_shift`` and ``thermal``;
-* the lattice control: ``lattice_noise`` on its lattice parameters.
+* the lattice control: ``lattice_noise`` on its lattice parameters;
+* a lattice-conditioned network (``+lattice``) reads the test structure's unperturbed cell beside its
+  perturbed input.
 
 Strength 'none' (the first level) is the unperturbed input. Rows: one per (perturbation, strength,
 structure, answered task) with ``correct``. :func:`run_robustness_table` turns them into accuracy
@@ -66,6 +68,7 @@ def evaluate_perturbed(checkpoint: str, manifest, split_table, ingest_paths, com
                        level_overrides: dict | None = None, max_structures: int = 500, seed: int = 0,
                        device: str = "auto", identity: dict | None = None, batch_size: int = 16) -> pd.DataFrame:
     """Every (perturbation, strength, structure, answered task) of one checkpoint, with ``correct``."""
+    from rhosym.conditioning import CELL, params_of_row
     from rhosym.infer import load_checkpoint, predict_samples
     from rhosym.loaders import encode_labels, label_values
     from rhosym.logs import progress
@@ -120,6 +123,8 @@ def evaluate_perturbed(checkpoint: str, manifest, split_table, ingest_paths, com
             continue
         try:
             for name, lv, sample in source.perturbed(row, s, names, levels, seed):
+                if s.lattice:  # a lattice-conditioned network: the (unperturbed) cell of the test structure
+                    sample = {**sample, CELL: params_of_row(row)}
                 pending.append((sid, name, lv, sample))
                 if len(pending) >= batch_size:
                     flush()

@@ -183,7 +183,7 @@ class DatasetSettings(Strict):
 
 class ExperimentBlock(Strict):
     """A product of data sets × models × tasks × features × samplings × points × fractions × augmentations
-    × splits × seeds."""
+    × lattice conditioning × splits × seeds."""
 
     @field_validator("fractions")
     @classmethod
@@ -216,6 +216,12 @@ class ExperimentBlock(Strict):
         ["none"], description="Geometric augmentation of density models, an experiment axis: none (the paper), "
         "shift (random periodic origin shift), rot (random rotation) or shiftrot. An augmented experiment's "
         "variant is tagged -a<name>, and it is also tested on inputs transformed the same way (-t<name>).")
+    lattice: list[bool] = Field([False], description="Lattice-conditioned networks, an experiment axis: true gives "
+                                "the network's head the 13 lattice features of the data set's cell (those the lattice "
+                                "control reads, standardized on the training split) beside its pooled representation; "
+                                "the variant is tagged -lat and the model shown as <model>+lattice, and its margin over "
+                                "the lattice control is what its input adds to the cell. Not for models whose input "
+                                "holds the cell already (lattice, lattice_sym, symops, periodic_cnn, classical).")
 
 
 class DensitySettings(Strict):
@@ -430,6 +436,9 @@ class TrainParams(_TrainParamsBase):  # type: ignore[misc, valid-type]
     defaults above, the model's protocol, then your keys. What the trainer reads, the train rule's
     ``params`` (as a dict) and the checkpoint's ``train_config``."""
 
+    with_lattice: bool = Field(False, description="A lattice-conditioned network (the experiment's lattice: true, "
+                               "variant -lat): the head also reads the lattice features of the cell (rhosym.conditioning).")
+
 
 def train_params(model: str, task: str, given: dict | None = None, validate_model: bool = True) -> TrainParams:
     """The one merge of training settings: defaults < the model's protocol (rhosym.registry) < ``given``
@@ -443,6 +452,8 @@ def train_params(model: str, task: str, given: dict | None = None, validate_mode
     if model in R.MODELS and validate_model:
         arch = R.MODELS[model].config.model_validate(arch).model_dump()
     out["model"] = arch
+    if out.get("with_lattice") and model in R.MODELS and model not in R.LATTICE_MODELS:
+        raise ValueError(f"with_lattice does not apply to {model}: its input holds the cell already")
     return TrainParams.model_validate(out)
 
 
@@ -547,6 +558,11 @@ class Config(Strict):
                     raise ValueError(f"{where}.{flag}: name it on the experiment instead (experiments[].augment: "
                                      f"[{name}]), so that its variant, tables and figures say so")
         for i, block in enumerate(self.experiments):
+            if True in block.lattice:
+                bad = [m for m in block.models if m not in R.LATTICE_MODELS]
+                if bad:
+                    raise ValueError(f"experiments[{i}].lattice: true does not apply to {', '.join(bad)}, whose input "
+                                     f"holds the cell already (lattice: true takes {', '.join(R.LATTICE_MODELS)})")
             for ds in (block.datasets or []) + block.transfer_to + ([block.pretrained] if block.pretrained else []):
                 if ds not in self.datasets:
                     raise ValueError(f"experiments[{i}] names data set {ds!r}, which is not under datasets:"
@@ -589,10 +605,11 @@ class Config(Strict):
         train keys < your train.models.<model> keys < its classification/regression block."""
         return self.train_params(model, task).model_dump()
 
-    def train_params(self, model: str, task: str, robust: bool = False, augment_name: str = "") -> TrainParams:
+    def train_params(self, model: str, task: str, robust: bool = False, augment_name: str = "",
+                     lattice: bool = False) -> TrainParams:
         """The typed training settings of a job (:func:`train_params` of your keys); ``robust`` adds the
         robustness augmentations (robustness.train_augment), ``augment`` the experiment's geometric ones
-        (registry.AUGMENTATIONS)."""
+        (registry.AUGMENTATIONS), ``lattice`` the lattice features of the cell (experiments[].lattice)."""
         kind = "regression" if R.TASKS[task].regression else "classification"
         t = self.train
         given = {k: getattr(t, k) for k in t.model_fields_set if k in PARAM_KEYS}
@@ -616,7 +633,7 @@ class Config(Strict):
             augment.update(self.robustness.train_augment.model_dump())
         for flag in ("origin_shift", "rotation"):
             augment[flag] = flag in R.AUGMENTATIONS.get(augment_name, ())
-        given.update(augment=augment, model=arch)
+        given.update(augment=augment, model=arch, with_lattice=bool(lattice))
         return train_params(model, task, given)
 
     def train_resource(self, model: str, key: str):

@@ -71,6 +71,7 @@ class TrainJob:
     resume: bool = True
     cache_mb: int = 4000
     fraction: float = 1.0  # of the training split (learning curves; :func:`training_subset`)
+    lattice_stores: list = field(default_factory=list)  # ingest shards: the cells of a lattice-conditioned network
     registry: object = None  # tests pass a stand-in (build_model, collate, INPUT_KIND)
 
     def __post_init__(self):
@@ -88,7 +89,8 @@ class TrainJob:
             if not isinstance(d[k], str | Path):
                 raise ValueError(f"a job with an in-memory {k} cannot be written as JSON")
         d.update(out_dir=str(self.out_dir), manifest=str(self.manifest), split=str(self.split),
-                 stores=[str(p) for p in self.stores], cfg=self.cfg.model_dump(), format=JOB_FORMAT)
+                 stores=[str(p) for p in self.stores], lattice_stores=[str(p) for p in self.lattice_stores],
+                 cfg=self.cfg.model_dump(), format=JOB_FORMAT)
         with atomic_file(path) as tmp:
             Path(tmp).write_text(json.dumps(d, indent=1, default=str))
 
@@ -161,6 +163,8 @@ class TrainData:
     norm: dict | None
     target: dict | None
     in_features: int
+    lattice: dict | None = None  # the lattice features' standardization of a lattice-conditioned network
+    in_lattice: int = 0  # how many lattice features its head reads
 
     @property
     def regression(self) -> bool:
@@ -206,8 +210,38 @@ def prepare_data(job: TrainJob, cfg: TrainParams, pretrained: dict | None = None
         norm = ctx.on_main(fit) if ctx is not None else fit()
     for d in datasets.values():
         d.norm = norm
+    lattice = lattice_conditioning(job, cfg, items, datasets, pretrained)
     in_features = source.in_features(job.features, datasets["train"][0]["sample"])
-    return TrainData(source, kind, items, datasets, norm, target, in_features)
+    return TrainData(source, kind, items, datasets, norm, target, in_features, lattice,
+                     len(lattice["features"]) if lattice else 0)
+
+
+def lattice_conditioning(job: TrainJob, cfg: TrainParams, items: dict, datasets: dict,
+                         pretrained: dict | None = None) -> dict | None:
+    """A lattice-conditioned network (``cfg.with_lattice``, rhosym.conditioning): the cells of the job's
+    ``lattice_stores`` (the data set's ingest shards), their features standardized on the TRAINING
+    structures (a fine-tuned network keeps its pretrained standardization), attached to every sample of
+    ``datasets``. Returns the standardization (the checkpoint's ``lattice``), or None when off."""
+    if not cfg.with_lattice:
+        return None
+    from rhosym import conditioning as K
+
+    if not job.lattice_stores:
+        raise ValueError(f"{job.model}/{job.task}: a lattice-conditioned network (with_lattice) needs the data "
+                         f"set's ingest shards (TrainJob.lattice_stores)")
+    table = K.CellTable(job.lattice_stores)
+    if pretrained is not None:
+        norm = pretrained["meta"].lattice
+        if not norm:
+            raise ValueError(f"{job.pretrained}: not a lattice-conditioned checkpoint; a +lattice network is "
+                             f"fine-tuned from a +lattice one")
+    else:
+        norm = K.fit(table, items["train"].ids, job.seed)
+    for d in datasets.values():
+        d.lattice = K.LatticeFeatures(table, norm)
+    log.info("lattice-conditioned: %d lattice features of the data set's cell from %d ingest shards",
+             len(norm["features"]), len(job.lattice_stores))
+    return norm
 
 
 def make_loader(dataset, sizes, collate, cfg: TrainParams, shuffle: bool, seed: int, device, num_workers: int = 0,
@@ -228,7 +262,8 @@ def make_loader(dataset, sizes, collate, cfg: TrainParams, shuffle: bool, seed: 
 def build_network(job: TrainJob, cfg: TrainParams, data: TrainData, device, pretrained: dict | None = None):
     """The network of the job, on ``device``; a fine-tuned job starts from the pretrained weights."""
     reg = _registry(job)
-    model = reg.build_model(job.model, TASKS[job.task].n_out, data.regression, data.in_features, cfg.model)
+    kw = {"in_lattice": data.in_lattice} if data.in_lattice else {}
+    model = reg.build_model(job.model, TASKS[job.task].n_out, data.regression, data.in_features, cfg.model, **kw)
     if pretrained is not None:
         model.load_state_dict(pretrained["state_dict"], strict=True)
         log.info("initialized from %s (%s)", job.pretrained, job.pretrained_from)
@@ -647,7 +682,7 @@ def _train(job: TrainJob, ctx, device) -> dict:
         model_cfg=cfg.model, answers=list(TASKS[job.task].answers or (job.task,)), points=int(job.points),
         split=job.split_rule, seed=int(job.seed), pretrained=job.pretrained_from,
         input_store=data.input.store_meta(job.stores[0]) if job.stores else {}, provenance=dict(job.provenance),
-        norm=data.norm, target=data.target,
+        norm=data.norm, target=data.target, lattice=data.lattice,
         train_config=cfg.model_dump(), n_train=len(data.items["train"]), n_val=len(data.items["val"]),
         skipped={s: data.items[s].skipped for s in data.items}, rhosym_version=__version__)
     meta.resume_key = resume_key(meta, {s: list(data.items[s].ids) for s in ("train", "val")},

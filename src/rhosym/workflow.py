@@ -31,11 +31,12 @@ class Experiment:
     robust: bool = False  # trained with the robustness augmentations too
     augment: str = ""  # trained with these geometric augmentations (registry.AUGMENTATIONS)
     fraction: float = 1.0  # of the training split (a learning-curve point)
+    lattice: bool = False  # the head also reads the lattice features of the cell (rhosym.conditioning)
 
     @property
     def variant(self) -> str:
         return L.variant(self.input, self.features, self.split, self.seed, self.points, self.pretrained,
-                         robust=self.robust, augment=self.augment, fraction=self.fraction)
+                         robust=self.robust, augment=self.augment, fraction=self.fraction, lattice=self.lattice)
 
     @property
     def group(self) -> str:
@@ -70,7 +71,8 @@ class Transfer:
         e = self.experiment
         source = e.dataset if self.target != e.dataset else None
         return L.variant(e.input, e.features, self.target_split, e.seed, e.points, None, source=source,
-                         robust=e.robust, augment=e.augment, test=self.test, fraction=e.fraction)
+                         robust=e.robust, augment=e.augment, test=self.test, fraction=e.fraction,
+                         lattice=e.lattice)
 
 
 def expand_block(cfg, block) -> list[Experiment]:
@@ -80,16 +82,19 @@ def expand_block(cfg, block) -> list[Experiment]:
     """
     out: dict[Experiment, None] = {}
     datasets = block.datasets or list(cfg.datasets)
-    for ds, model, task, feats, sampling, points, aug, frac in itertools.product(
+    for ds, model, task, feats, sampling, points, aug, frac, lat in itertools.product(
             datasets, block.models, block.tasks, block.features, block.sampling, block.points, block.augment,
-            block.fractions):
+            block.fractions, block.lattice):
         spec = R.MODELS[model]
         density = spec.sampled
+        seeds = list(cfg.seeds_of(block))
+        if spec.fit_free:  # nothing is trained: one "seed" (the first), not copies of the same answer
+            seeds = seeds[:1]
         for split in block.splits or [cfg.primary_split(ds)]:
-            for seed in cfg.seeds_of(block):
+            for seed in seeds:
                 e = Experiment(ds, model, task, spec.input_for(sampling), int(feats) if density else 1,
                                int(points) if density else 0, split, int(seed), block.pretrained, block.robust,
-                               aug if density and aug != "none" else "", float(frac))
+                               aug if density and aug != "none" else "", float(frac), bool(lat))
                 out[e] = None
     return list(out)
 
@@ -104,7 +109,7 @@ def pretrained_source(cfg, e: Experiment) -> Experiment | None:
     if not e.pretrained:
         return None
     return Experiment(e.pretrained, e.model, e.task, e.input, e.features, e.points,
-                      cfg.primary_split(e.pretrained), e.seed, None, e.robust, e.augment)
+                      cfg.primary_split(e.pretrained), e.seed, None, e.robust, e.augment, lattice=e.lattice)
 
 
 def expand_transfers(cfg) -> list[Transfer]:

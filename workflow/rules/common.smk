@@ -83,6 +83,11 @@ def get_stores(wildcards):
     return rw.store_paths(S, wildcards.ds, v["input"], SHARDS[wildcards.ds])
 
 
+def get_lattice_stores(wildcards):
+    """The ingest shards a lattice-conditioned experiment (variant -lat) reads its cells from (none otherwise)."""
+    return get_ingest_shards(wildcards) if L.parse_variant(wildcards.variant)["lattice"] else []
+
+
 def get_split(wildcards):
     return path(L.SPLIT, ds=wildcards.ds, split=L.parse_variant(wildcards.variant)["split"])
 

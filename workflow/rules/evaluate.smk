@@ -37,6 +37,7 @@ rule predict_sweep:
         manifest=wild(L.MANIFEST),
         split=get_split,
         stores=get_stores,
+        lattice=get_lattice_stores,
     output:
         [wild(L.SWEEP, n=n) for n in S.figures.points_sweep],
     params:

@@ -1,5 +1,6 @@
 # Stage 'train': one training job per experiment (data set, model, task, variant = input, features,
 # points, split, seed[, pretrained]) and its test-split predictions (also zero-shot on other data sets).
+# A lattice-conditioned experiment (variant -lat) also reads the data set's ingest shards (its cells).
 # Logic in rhosym.train / rhosym.infer. Only result-affecting settings go to params
 # (rhosym.settings.Config.train_params, typed): job resources (threads, memory, device, workers, cache,
 # resume) go through `resources:` only and never trigger a rerun.
@@ -16,13 +17,15 @@ rule train_model:
         manifest=wild(L.MANIFEST),
         split=get_split,
         stores=get_stores,
+        lattice=get_lattice_stores,
         pretrained=get_pretrained,
     output:
         checkpoint=wild(L.CHECKPOINT),
         history=wild(L.HISTORY),
     params:
         train=lambda w: S.train_params(w.model, w.task, L.parse_variant(w.variant)["robust"],
-                                       L.parse_variant(w.variant)["augment"]).model_dump(),
+                                       L.parse_variant(w.variant)["augment"],
+                                       L.parse_variant(w.variant)["lattice"]).model_dump(),
         provenance=lambda w: {
             "kind": S.datasets[w.ds].kind,
             "cell": S.datasets[w.ds].resolved_cell,
@@ -58,6 +61,7 @@ rule predict_test:
         manifest=wild(L.MANIFEST),
         split=get_split,
         stores=get_stores,
+        lattice=get_lattice_stores,
     output:
         wild(L.PREDICTION),
     params:

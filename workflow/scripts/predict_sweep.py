@@ -11,4 +11,4 @@ with job_logging(snakemake.log[0] if snakemake.log else None):
     predict_sweep(snakemake.input.checkpoint, list(snakemake.input.stores), snakemake.input.manifest,
                   snakemake.input.split, list(snakemake.output), [int(n) for n in snakemake.params.max_points],
                   top_k=int(snakemake.params.top_k), device=str(snakemake.resources.device), seed=int(v["seed"]),
-                  identity=identity)
+                  identity=identity, lattice_stores=list(snakemake.input.lattice))

@@ -14,4 +14,4 @@ with job_logging(snakemake.log[0] if snakemake.log else None):
     predict_split(snakemake.input.checkpoint, list(snakemake.input.stores), snakemake.input.manifest,
                   snakemake.input.split, split="test", out=snakemake.output[0], top_k=int(snakemake.params.top_k),
                   device=str(snakemake.resources.device), seed=int(v["seed"]),
-                  transform=transform, identity=identity)
+                  transform=transform, identity=identity, lattice_stores=list(snakemake.input.lattice))

@@ -21,7 +21,7 @@ with job_logging(snakemake.log[0] if snakemake.log else None):
         split_rule=v["split"], pretrained=(list(snakemake.input.pretrained) or [None])[0],
         pretrained_from=v["pretrained"], provenance=dict(snakemake.params.provenance), device=str(r.device),
         num_workers=int(r.num_workers), threads=int(snakemake.threads), resume=bool(r.resume),
-        cache_mb=int(r.cache_mb), fraction=float(v["fraction"]))
+        cache_mb=int(r.cache_mb), fraction=float(v["fraction"]), lattice_stores=list(snakemake.input.lattice))
     out_dir.mkdir(parents=True, exist_ok=True)
     job.to_json(out_dir / "job.json")
     if job.cfg.processes > 1:

@@ -134,12 +134,19 @@ class InputKind:
 
     def collate(self, samples: list[dict]) -> dict:
         """Batch prepared samples (``rhosym.models`` documents the batch of each kind); a ``y`` in every
-        sample is stacked into ``batch["y"]``."""
+        sample is stacked into ``batch["y"]``, the lattice features of a lattice-conditioned network
+        (rhosym.conditioning) into ``batch["lattice_features"]`` (B, 13)."""
         import torch
+
+        from rhosym.conditioning import KEY
 
         if not samples:
             raise ValueError("collate: no samples")
         out = self.batch(samples)
+        if any(KEY in s for s in samples):
+            if not all(KEY in s for s in samples):
+                raise ValueError(f"collate: {KEY} in some samples only")
+            out[KEY] = torch.from_numpy(np.stack([np.asarray(s[KEY], dtype=np.float32) for s in samples]))
         if all("y" in s for s in samples):
             ys = np.array([s["y"] for s in samples]).reshape(len(samples), -1).squeeze(-1)
             dtype = torch.int64 if np.issubdtype(ys.dtype, np.integer) else torch.float32

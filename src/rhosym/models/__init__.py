@@ -29,6 +29,9 @@ Per-sample dicts (numpy arrays, produced by the trainer from the stores)
 * cogn: ``atom_fea`` (N, A) float32 (one row per asymmetric-unit node); ``node_weight`` (N,) float32
   (multiplicities); ``edge_index`` (E, 2) int64 ``[asym node, asym node of the neighbour]``;
   ``edge_dist`` (E,) float32; ``edge_vec`` (E, 3) float32 (carried, not used by the default model).
+* optional ``lattice_features`` (13,) float32 in any kind (lattice-conditioned networks, rhosym.conditioning):
+  the standardized lattice features of the sample's cell; :func:`collate` stacks them into
+  ``batch["lattice_features"]`` (B, 13), which the head of a network built with ``in_lattice`` reads.
 * optional ``y`` in any kind: the target (int class index or float value); :func:`collate` stacks it
   into ``batch["y"]`` (int64 when integer, float32 otherwise) when every sample has it.
 
@@ -94,17 +97,28 @@ def model_config(name: str, cfg: dict | None, regression: bool):
     return c.resolved(regression) if hasattr(c, "resolved") else c
 
 
-def build_model(name: str, n_out: int, regression: bool, in_features: int, cfg: dict | None = None):
+def build_model(name: str, n_out: int, regression: bool, in_features: int, cfg: dict | None = None,
+                in_lattice: int = 0):
     """Build model ``name`` (a ``torch.nn.Module``) with ``n_out`` outputs.
 
     ``in_features``: F (density feature channels) for density models, A (atom feature length) for the
     graph models, the lattice feature count for the lattice control, ignored for xrd_fcn. ``cfg``: the
-    model's architecture block (rhosym.registry), validated here.
+    model's architecture block (rhosym.registry), validated here. ``in_lattice`` > 0: a lattice-conditioned
+    network (rhosym.conditioning), whose head also reads that many lattice features
+    (``batch["lattice_features"]``); its module's ``build`` takes ``in_lattice``
+    (:func:`rhosym.models.common.with_lattice`), and only models of ``rhosym.registry.LATTICE_MODELS`` do.
     """
+    from rhosym.registry import LATTICE_MODELS
+
     inputs.of_model(name)
     mod = importlib.import_module(f"rhosym.models.{name}")
+    kw = {}
+    if in_lattice:
+        if name not in LATTICE_MODELS:
+            raise ValueError(f"{name} takes no lattice features: its input holds the cell already")
+        kw["in_lattice"] = int(in_lattice)
     return mod.build(n_out=int(n_out), regression=bool(regression), in_features=int(in_features),
-                     cfg=model_config(name, cfg, bool(regression)))
+                     cfg=model_config(name, cfg, bool(regression)), **kw)
 
 
 def collate(name: str, samples: list[dict]) -> dict:

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rhosym.models.common import GaussianExpansion, SafeBatchNorm1d, segment_mean, segment_sum
+from rhosym.models.common import GaussianExpansion, SafeBatchNorm1d, segment_mean, segment_sum, with_lattice
 from rhosym.registry import CGCNNConfig
 
 
@@ -34,13 +34,14 @@ class CGConv(nn.Module):
 
 
 class CGCNN(nn.Module):
-    def __init__(self, in_features: int, n_out: int, regression: bool, cfg: CGCNNConfig):
+    def __init__(self, in_features: int, n_out: int, regression: bool, cfg: CGCNNConfig, in_lattice: int = 0):
         super().__init__()
         width, hidden_width = cfg.atom_fea_len, cfg.h_fea_len
         self.expand = GaussianExpansion(0.0, cfg.dmax, step=cfg.step)
         self.embedding = nn.Linear(in_features, width)
         self.convs = nn.ModuleList([CGConv(width, self.expand.n) for _ in range(cfg.n_conv)])
-        hidden: list[nn.Module] = [nn.Linear(width, hidden_width), nn.Softplus()]
+        self.in_lattice = int(in_lattice)
+        hidden: list[nn.Module] = [nn.Linear(width + self.in_lattice, hidden_width), nn.Softplus()]
         for _ in range(cfg.n_h - 1):
             hidden += [nn.Linear(hidden_width, hidden_width), nn.Softplus()]
         self.hidden = nn.Sequential(*hidden)
@@ -54,8 +55,8 @@ class CGCNN(nn.Module):
         for conv in self.convs:
             v = conv(v, edge_index, u)
         crys = segment_mean(v, batch["batch"].long(), int(batch["counts"].shape[0]))
-        return self.out(self.dropout(self.hidden(crys)))
+        return self.out(self.dropout(self.hidden(with_lattice(crys, batch, self.in_lattice))))
 
 
-def build(n_out: int, regression: bool, in_features: int, cfg: CGCNNConfig) -> CGCNN:
-    return CGCNN(in_features, n_out, regression, cfg)
+def build(n_out: int, regression: bool, in_features: int, cfg: CGCNNConfig, in_lattice: int = 0) -> CGCNN:
+    return CGCNN(in_features, n_out, regression, cfg, in_lattice)

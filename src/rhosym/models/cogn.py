@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from rhosym.models.common import GaussianExpansion, mlp_head, segment_sum
+from rhosym.models.common import GaussianExpansion, mlp_head, segment_sum, with_lattice
 from rhosym.registry import CoGNConfig
 
 
@@ -44,14 +44,15 @@ class CoGNBlock(nn.Module):
 
 
 class CoGN(nn.Module):
-    def __init__(self, in_features: int, n_out: int, regression: bool, cfg: CoGNConfig):
+    def __init__(self, in_features: int, n_out: int, regression: bool, cfg: CoGNConfig, in_lattice: int = 0):
         super().__init__()
         units = cfg.units
         self.expand = GaussianExpansion(0.0, cfg.cutoff, step=None, bins=cfg.bins)
         self.node_embed = nn.Linear(in_features, units)
         self.edge_embed = nn.Linear(cfg.bins, units)
         self.blocks = nn.ModuleList([CoGNBlock(units, cfg.edge_layers, cfg.node_layers) for _ in range(cfg.depth)])
-        self.head = mlp_head(units, list(cfg.head), n_out, dropout=cfg.dropout, act=nn.SiLU)
+        self.in_lattice = int(in_lattice)
+        self.head = mlp_head(units + self.in_lattice, list(cfg.head), n_out, dropout=cfg.dropout, act=nn.SiLU)
 
     def forward(self, batch: dict) -> torch.Tensor:
         edge_index = batch["edge_index"].long()
@@ -63,8 +64,8 @@ class CoGN(nn.Module):
             h = block(h, e, edge_index)
         w = batch["node_weight"].to(h.dtype).unsqueeze(1)
         pooled = segment_sum(h * w, b, n) / segment_sum(w, b, n).clamp_min(1e-12)
-        return self.head(pooled)
+        return self.head(with_lattice(pooled, batch, self.in_lattice))
 
 
-def build(n_out: int, regression: bool, in_features: int, cfg: CoGNConfig) -> CoGN:
-    return CoGN(in_features, n_out, regression, cfg)
+def build(n_out: int, regression: bool, in_features: int, cfg: CoGNConfig, in_lattice: int = 0) -> CoGN:
+    return CoGN(in_features, n_out, regression, cfg, in_lattice)

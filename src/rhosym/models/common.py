@@ -1,5 +1,5 @@
 """Layers shared by the models: segment reductions over a batch index, a batch norm safe for one
-sample, Gaussian distance expansion and MLP builders."""
+sample, Gaussian distance expansion, MLP builders and the lattice hook of lattice-conditioned networks."""
 
 from __future__ import annotations
 
@@ -89,3 +89,17 @@ def voxel_batch(batch: dict):
     collated density batch (rhosym.inputs.density), what the sparse and the dense CNN start from."""
     shape = [int(v) for v in batch["spatial_shape"].tolist()]
     return batch["features"], batch["voxels"].long(), batch["batch"].long(), int(batch["counts"].shape[0]), shape
+
+
+def with_lattice(pooled: torch.Tensor, batch: dict, in_lattice: int) -> torch.Tensor:
+    """The input of a network's head: its pooled representation (B, C), followed by the ``in_lattice``
+    lattice features of each sample's cell (``batch["lattice_features"]``, rhosym.conditioning) when the
+    network is lattice-conditioned (``in_lattice`` > 0; the head was built ``in_lattice`` wider)."""
+    if not in_lattice:
+        return pooled
+    f = batch.get("lattice_features")
+    if f is None or f.shape != (pooled.shape[0], in_lattice):
+        got = "none" if f is None else tuple(f.shape)
+        raise ValueError(f"this network is lattice-conditioned (+lattice): its batch needs lattice_features of "
+                         f"shape ({pooled.shape[0]}, {in_lattice}), got {got}")
+    return torch.cat([pooled, f.to(pooled.dtype)], 1)

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rhosym.models.common import mlp_head, segment_max, segment_mean
+from rhosym.models.common import mlp_head, segment_max, segment_mean, with_lattice
 from rhosym.registry import PointNetConfig
 
 
@@ -39,7 +39,7 @@ class SegmentGroupNorm(nn.Module):
 
 
 class PointNet(nn.Module):
-    def __init__(self, in_features: int, n_out: int, regression: bool, cfg: PointNetConfig):
+    def __init__(self, in_features: int, n_out: int, regression: bool, cfg: PointNetConfig, in_lattice: int = 0):
         super().__init__()
         channels = [int(c) for c in cfg.channels]
         groups = int(cfg.groups)
@@ -52,7 +52,8 @@ class PointNet(nn.Module):
             self.layers.append(nn.Linear(prev, ch))  # == Conv1d(prev, ch, 1) over points
             self.norms.append(SegmentGroupNorm(min(groups, ch), ch))
             prev = ch
-        self.head = mlp_head(prev, head, n_out, norm="layer", dropout=float(cfg.dropout))
+        self.in_lattice = int(in_lattice)
+        self.head = mlp_head(prev + self.in_lattice, head, n_out, norm="layer", dropout=float(cfg.dropout))
 
     def forward(self, batch: dict) -> torch.Tensor:
         b = batch["batch"].long()
@@ -63,10 +64,10 @@ class PointNet(nn.Module):
         h = torch.cat([xyz, batch["features"]], 1)
         for lin, norm in zip(self.layers, self.norms):
             h = F.relu(norm(lin(h), b, n))
-        return self.head(segment_max(h, b, n))
+        return self.head(with_lattice(segment_max(h, b, n), batch, self.in_lattice))
 
 
-def build(n_out: int, regression: bool, in_features: int, cfg: PointNetConfig) -> PointNet:
-    return PointNet(in_features, n_out, regression, cfg)
+def build(n_out: int, regression: bool, in_features: int, cfg: PointNetConfig, in_lattice: int = 0) -> PointNet:
+    return PointNet(in_features, n_out, regression, cfg, in_lattice)
 
 

@@ -17,7 +17,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from rhosym.models import spconv_shim
-from rhosym.models.common import SafeBatchNorm1d, mlp_head, segment_max, segment_mean, voxel_batch
+from rhosym.models.common import (
+    SafeBatchNorm1d,
+    mlp_head,
+    segment_max,
+    segment_mean,
+    voxel_batch,
+    with_lattice,
+)
 from rhosym.registry import SparseCNNConfig
 
 spconv_shim.apply()
@@ -56,7 +63,7 @@ class _ConvBNReLU(spconv.SparseModule):
 
 
 class SparseCNN(nn.Module):
-    def __init__(self, in_features: int, n_out: int, regression: bool, cfg: SparseCNNConfig):
+    def __init__(self, in_features: int, n_out: int, regression: bool, cfg: SparseCNNConfig, in_lattice: int = 0):
         super().__init__()
         c = cfg  # typed and resolved by rhosym.models.model_config
         self.config = c
@@ -76,7 +83,8 @@ class SparseCNN(nn.Module):
                 layers.append(SparseResBlock(ch, ch, k, key))
             prev = ch
         self.encoder = spconv.SparseSequential(*layers)
-        self.head = mlp_head(prev, c.head, n_out, norm="batch", dropout=c.dropout)
+        self.in_lattice = int(in_lattice)
+        self.head = mlp_head(prev + self.in_lattice, c.head, n_out, norm="batch", dropout=c.dropout)
         self.regression = regression
 
     @staticmethod
@@ -96,8 +104,8 @@ class SparseCNN(nn.Module):
         x = self.sparse_input(batch)
         x = self.encoder(x)
         pooled = segment_max(x.features, x.indices[:, 0].long(), x.batch_size)
-        return self.head(pooled)
+        return self.head(with_lattice(pooled, batch, self.in_lattice))
 
 
-def build(n_out: int, regression: bool, in_features: int, cfg: SparseCNNConfig) -> SparseCNN:
-    return SparseCNN(in_features, n_out, regression, cfg)
+def build(n_out: int, regression: bool, in_features: int, cfg: SparseCNNConfig, in_lattice: int = 0) -> SparseCNN:
+    return SparseCNN(in_features, n_out, regression, cfg, in_lattice)
