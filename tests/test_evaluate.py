@@ -221,8 +221,11 @@ def test_variant_labels_tell_every_variant_apart():
     base = {"model": "sparse_cnn", "input": "grid", "features": 1, "points": 0, "dataset": "mp20",
             "trained_on": "mp20", "trained_task": "symmetry"}
     labels = {variant_label({**base, "group": g}) for g in
-              ("grid-f1-formula", "grid-f1-aug-formula", "grid-f1-ftsynthetic-formula")}
+              ("grid-f1-formula", "grid-f1-aug-formula", "grid-f1-ftsynthetic-formula", "grid-f1-fr125-formula",
+               "grid-f1-fr500-formula")}
     assert labels == {"sparse_cnn grid joint", "sparse_cnn grid robust-augmented joint",
-                      "sparse_cnn grid fine-tuned from synthetic joint"}
+                      "sparse_cnn grid fine-tuned from synthetic joint",
+                      "sparse_cnn grid on 0.125 of the training split joint",
+                      "sparse_cnn grid on 0.5 of the training split joint"}
     zs = variant_label({**base, "group": "grid-f1-zssynthetic-formula", "trained_on": "synthetic"})
     assert zs == "sparse_cnn grid zero-shot from synthetic joint"

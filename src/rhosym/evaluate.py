@@ -573,6 +573,9 @@ def variant_label(r: Mapping) -> str:
         name = next((t[1:] for t in tags if t[:1] == prefix and t[1:] in R.AUGMENTATIONS), "")
         if name:
             parts.append(f"{what} {R.AUGMENTATION_DISPLAY[name]}")
+    frac = next((t[2:] for t in tags if t.startswith("fr") and t[2:].isdigit()), "")
+    if frac:  # a learning-curve point (layout: -fr<permille>)
+        parts.append(f"on {int(frac) / 1000:g} of the training split")
     if r.get("trained_task") == "symmetry":
         parts.append("joint")
     return " ".join(parts)

@@ -144,7 +144,8 @@ def _compare_one(name: str, cfg: dict, samples: list[dict], device_name: str, st
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated(device) - base
     else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
+        # ru_maxrss and /proc's resident size round differently (a few pages): no growth reads as 0, not < 0
+        peak = max(0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base)
     return {"model": name, "params": n_params, "train_s_per_batch": t_train, "infer_s_per_batch": t_inf,
             "peak_mem_mb": peak / 2**20}
 
