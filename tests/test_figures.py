@@ -392,3 +392,18 @@ def test_learning_curve_table_fits_the_power_law_and_says_extrapolation(tmp_path
     fig = plot_figLearning(_learning_fake(), tmp_path / "l.png")
     labels = [x.get_text() for ax in fig.axes for x in (ax.get_legend().get_texts() if ax.get_legend() else [])]
     assert "lattice control (all data)" in labels and any("Sparse" in lab for lab in labels)
+
+
+def test_learning_figure_draws_only_data_sets_with_a_curve_and_the_controls_own_curve(tmp_path):
+    from rhosym.figures import plot_figLearning
+
+    fake = _learning_fake()
+    other = fake[fake["fraction"] == 1.0] if "fraction" in fake else fake[~fake["group"].str.contains("-fr")]
+    other = other.assign(dataset="other")  # full-size models only: no curve, no panel
+    ctrl = fake[fake["model"] == "sparse_cnn"].assign(model="lattice_sym", control=True,
+                                                      top1=lambda d: d["top1"] + 0.2)
+    fig = plot_figLearning(pd.concat([fake, other, ctrl]), tmp_path / "l.png")
+    titles = " ".join(ax.get_ylabel() + ax.get_title() for ax in fig.axes)
+    assert "other" not in titles and "mp" in titles
+    lines = [ln for ax in fig.axes for ln in ax.get_lines() if "Lattice + metric" in str(ln.get_label())]
+    assert lines and lines[0].get_linestyle() == ":" and len(lines[0].get_xdata()) == 4

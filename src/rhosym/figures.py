@@ -1000,13 +1000,16 @@ def learning_table(classification: pd.DataFrame, splits: Mapping[str, str] | Non
 
 def plot_figLearning(classification: pd.DataFrame, out_png, out_pdf=None, splits: Mapping[str, str] | None = None):
     """Learning curves: test accuracy against the fraction of the training split (log scale), per data
-    set and task, one line per model with more than one fraction (bootstrap 95 % bands), the strongest
-    lattice control at the full training set as a dashed line."""
+    set and task (data sets with a curve only), one line per model with more than one fraction (bootstrap
+    95 % bands; a lattice control trained at several sizes dotted), the strongest lattice control at the
+    full training set as a dashed line."""
     plt = _plt()
     d = learning_rows(classification, splits)
     if not d.empty:
-        keep = d.groupby(["dataset", "task", "model"])["fraction"].transform("nunique") > 1
-        d = d[keep | d["control"].astype(bool)]
+        curve = d.groupby(["dataset", "task", "model"])["fraction"].transform("nunique") > 1
+        d = d[curve | d["control"].astype(bool)]
+        # only the data sets with a curve: a panel holding nothing but the control's line says nothing
+        d = d[d["dataset"].isin(set(d.loc[curve.reindex(d.index, fill_value=False), "dataset"]))]
     if d.empty or d["fraction"].nunique() < 2:
         return _empty_figure("No learning curves (set experiments: fractions: [0.125, 0.25, 0.5, 1]).", out_png,
                              out_pdf, "Learning curves")
@@ -1015,14 +1018,15 @@ def plot_figLearning(classification: pd.DataFrame, out_png, out_pdf=None, splits
         ctrl = sub[sub["control"].astype(bool) & (sub["fraction"] == 1.0)]
         if len(ctrl):
             ax.axhline(100 * ctrl["top1"].max(), color="0.5", ls="--", lw=1, label="lattice control (all data)")
-        for model, g in sub[~sub["control"].astype(bool)].groupby("model", sort=False):
+        for model, g in sub.groupby("model", sort=False):  # a control trained at several sizes: its curve too
+            control = bool(g["control"].astype(bool).any())
             g = g.groupby("fraction")[["top1", "top1_lo", "top1_hi"]].mean().sort_index()
             if len(g) < 2:
                 continue
             st = model_style(model)
             x = g.index.to_numpy(float)
             ax.plot(x, 100 * g["top1"], marker=st["marker"], color=st["color"], mec="black", mew=0.4, ms=4,
-                    label=model_label(model))
+                    ls=":" if control else "-", label=model_label(model))
             ax.fill_between(x, 100 * g["top1_lo"], 100 * g["top1_hi"], color=st["color"], alpha=0.15, lw=0)
         ax.set_xscale("log", base=2)
         _finish_panel(ax, i, j, n_rows, ds, task, "fraction of the training split", len(sub) > 0)
