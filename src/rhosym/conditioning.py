@@ -26,10 +26,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from rhosym.inputs.base import LATTICE_FEATURES_KEY as KEY  # in a prepared sample and in a batch
 from rhosym.inputs.lattice import FEATURES, LATTICE, PARAMS
 
-#: key of the standardized features in a prepared sample and in a batch
-KEY = "lattice_features"
 #: key of the six cell parameters in a raw sample made outside the stores (predict, robustness)
 CELL = "cell_params"
 #: the width a network's head grows by

@@ -302,6 +302,13 @@ def _read_json(path) -> list[dict]:
     return json.loads(Path(path).read_text())
 
 
+def _timed_step(p: argparse.ArgumentParser) -> None:
+    """The options both timed steps (cctbx, rhosym) share."""
+    p.add_argument("--repeat", type=int, default=1)
+    p.add_argument("--limit", type=int, default=0)
+    p.add_argument("--out", required=True)
+
+
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="rhosym bench cctbx-compare", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="step", required=True)
@@ -315,16 +322,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--structures", required=True)
     p.add_argument("--d-min", type=float, default=0.7)
     p.add_argument("--b-iso", type=float, default=0.5, help="B (A^2) of every atom (rhosym's density default)")
-    p.add_argument("--repeat", type=int, default=1)
-    p.add_argument("--limit", type=int, default=0)
-    p.add_argument("--out", required=True)
+    _timed_step(p)
     p = sub.add_parser("rhosym", help="rhosym.symops.bench per structure -> CSV (project venv)")
     p.add_argument("--structures", required=True)
     p.add_argument("--n", type=int, default=24)
-    p.add_argument("--repeat", type=int, default=1)
     p.add_argument("--symprec", type=float, default=0.1)
-    p.add_argument("--limit", type=int, default=0)
-    p.add_argument("--out", required=True)
+    _timed_step(p)
     p = sub.add_parser("merge", help="join both CSVs, classify, print the summary")
     p.add_argument("--structures", required=True)
     p.add_argument("--cctbx", required=True)

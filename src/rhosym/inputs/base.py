@@ -8,6 +8,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+#: key of a lattice-conditioned network's standardized lattice features in a prepared sample and a batch
+#: (rhosym.conditioning)
+LATTICE_FEATURES_KEY = "lattice_features"
+
 
 @dataclass(frozen=True)
 class ReadOptions:
@@ -138,15 +142,14 @@ class InputKind:
         (rhosym.conditioning) into ``batch["lattice_features"]`` (B, 13)."""
         import torch
 
-        from rhosym.conditioning import KEY
-
         if not samples:
             raise ValueError("collate: no samples")
         out = self.batch(samples)
-        if any(KEY in s for s in samples):
-            if not all(KEY in s for s in samples):
-                raise ValueError(f"collate: {KEY} in some samples only")
-            out[KEY] = torch.from_numpy(np.stack([np.asarray(s[KEY], dtype=np.float32) for s in samples]))
+        key = LATTICE_FEATURES_KEY
+        if any(key in s for s in samples):
+            if not all(key in s for s in samples):
+                raise ValueError(f"collate: {key} in some samples only")
+            out[key] = torch.from_numpy(np.stack([np.asarray(s[key], dtype=np.float32) for s in samples]))
         if all("y" in s for s in samples):
             ys = np.array([s["y"] for s in samples]).reshape(len(samples), -1).squeeze(-1)
             dtype = torch.int64 if np.issubdtype(ys.dtype, np.integer) else torch.float32
