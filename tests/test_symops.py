@@ -333,3 +333,21 @@ def test_pyxtal_random_crystals_agree_with_spglib():
     items = so._pyxtal_structures(12, seed=3)
     hits = sum(so.find_space_group(s).space_group == spglib_number(s, 1e-3) for _sg, s in items)
     assert hits >= 10, f"{hits}/12"
+
+
+def test_trivial_floor_reads_through_noise_and_is_off_by_default():
+    """Noise pulls every true operation's agreement below the first rung (0.999), where the identity alone
+    is a closed group: the default answers P1; ``trivial_floor`` passes over that rung."""
+    from rhosym.perturb import add_noise
+
+    s = EXAMPLES["Pnma orthorhombic"]
+    frame = so.frame_from_structure(s)
+    noisy = so.frame_from_grid(add_noise(frame.grid, 5.0, np.random.default_rng(0)), np.asarray(frame.lattice),
+                               n=frame.grid.shape[0])
+    sc = so.operation_scores(noisy)
+    plain = so.find_space_group(noisy, scores=sc)
+    assert plain.space_group == 1 and plain.threshold == so.DEFAULT_LADDER[0]
+    floored = so.find_space_group(noisy, scores=sc, trivial_floor=0.9)
+    assert floored.space_group == spglib_number(s) == 62 and 0.9 <= floored.threshold < so.DEFAULT_LADDER[0]
+    clean = so.find_space_group(frame, trivial_floor=0.9)  # nothing changes where the first rung names the group
+    assert clean.space_group == 62 and clean.threshold == so.DEFAULT_LADDER[0]

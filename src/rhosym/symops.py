@@ -850,13 +850,18 @@ def _invariant_centrings(cens: list[int], sc: OperationScores, ws: np.ndarray):
 
 
 def find_space_group(source, ladder=DEFAULT_LADDER, symprec: float = 0.1, n=24,
-                     scores: OperationScores | None = None, isotropic: bool = False) -> SymopsResult:
+                     scores: OperationScores | None = None, isotropic: bool = False,
+                     trivial_floor: float | None = None) -> SymopsResult:
     """Space group of a density, no training.
 
     ``source``: a :class:`DensityFrame`, or a pymatgen ``Structure`` (then :func:`frame_from_structure`
     with ``n``, ``isotropic`` and ``symprec`` as the lattice tolerance). ``ladder``: acceptance thresholds
     on the correlation, tried in order. ``symprec`` (Å): the tolerance of the closure test on
     translations and of spglib's naming. ``scores``: precomputed :func:`operation_scores` of the frame.
+    ``trivial_floor`` (experimental, off by default; docs/benchmarks/fair.md): a rung whose group is the
+    identity alone (P1, no centring) is passed over while a lower rung at or above this threshold names a
+    non-trivial group — noise lowers every true operation's agreement below the first rung, where the
+    identity alone is always a closed group.
     """
     from rhosym.symmetry import crystal_system, extinction_group, extinction_symbol
 
@@ -883,7 +888,15 @@ def find_space_group(source, ladder=DEFAULT_LADDER, symprec: float = 0.1, n=24,
             continue
         st = _identify(grp[1], grp[2], tgroup, lattice, symprec)
         if st is not None:
-            found = (thr, grp, cens, tgroup, st, True)
+            trivial = len(grp[0]) == 1 and not cens
+            if trivial and trivial_floor is not None and thr > trivial_floor:
+                if found is None:
+                    found = (thr, grp, cens, tgroup, st, True)  # kept unless a lower rung names more
+                continue
+            if not trivial or found is None:
+                found = (thr, grp, cens, tgroup, st, True)
+            break
+        if found is not None and trivial_floor is not None and thr <= trivial_floor:
             break
     if found is None:  # no threshold gave a group: a greedy group at the first threshold
         thr = ladder[0]
@@ -1012,7 +1025,7 @@ def _spglib_number(structure, symprec: float) -> int:
 
 
 def agreement(structures, n=24, symprec: float = 0.1, ref_symprec: float | None = None,
-              ladder=DEFAULT_LADDER, isotropic: bool = False) -> dict:
+              ladder=DEFAULT_LADDER, isotropic: bool = False, trivial_floor: float | None = None) -> dict:
     """Fraction of ``structures`` whose found space group equals spglib's (at ``ref_symprec``, default
     ``symprec``), plus the mismatches ``(index, found, spglib)``."""
     ref_symprec = symprec if ref_symprec is None else ref_symprec
@@ -1020,7 +1033,8 @@ def agreement(structures, n=24, symprec: float = 0.1, ref_symprec: float | None 
     for i, s in enumerate(structures):
         try:
             ref = _spglib_number(s, ref_symprec)
-            got = find_space_group(s, n=n, symprec=symprec, ladder=ladder, isotropic=isotropic).space_group
+            got = find_space_group(s, n=n, symprec=symprec, ladder=ladder, isotropic=isotropic,
+                                   trivial_floor=trivial_floor).space_group
         except ValueError as exc:
             errors.append((i, str(exc)))
             continue
@@ -1072,6 +1086,8 @@ def main(argv=None) -> int:
     ap.add_argument("--ref-symprec", type=float, default=None, help="spglib tolerance of the reference")
     ap.add_argument("--ladder", type=float, nargs="+", default=list(DEFAULT_LADDER))
     ap.add_argument("--isotropic", action="store_true", help="n points per shortest axis, multiples on longer")
+    ap.add_argument("--trivial-floor", type=float, default=None,
+                    help="experimental: pass over an identity-only rung while a rung >= this names a group")
     args = ap.parse_args(argv)
     sets = []
     if args.prototypes:
@@ -1101,7 +1117,7 @@ def main(argv=None) -> int:
             if args.agreement:
                 with _one_thread():
                     a = agreement(structs, n=n, symprec=args.symprec, ref_symprec=args.ref_symprec,
-                                  ladder=args.ladder, isotropic=args.isotropic)
+                                  ladder=args.ladder, isotropic=args.isotropic, trivial_floor=args.trivial_floor)
                 print(f"{name} n={n}: agreement with spglib {a['agree']}/{a['n']} = {a['rate']:.3f}, "
                       f"{len(a['errors'])} errors")
                 for i, got, ref in a["misses"]:

@@ -43,7 +43,8 @@ def record(frame, settings) -> dict:
     from rhosym.symops import find_space_group, operation_scores
 
     sc = operation_scores(frame)
-    res = find_space_group(frame, ladder=tuple(settings.ladder), symprec=settings.symprec, scores=sc)
+    res = find_space_group(frame, ladder=tuple(settings.ladder), symprec=settings.symprec, scores=sc,
+                           trivial_floor=settings.trivial_floor)
     return {"scores": sc.scores.astype(np.float32), "mask": sc.mask.astype(bool),
             "translations": np.nan_to_num(sc.translations, nan=0.0).astype(np.float32),
             "grid": np.asarray(frame.grid, dtype=np.float32), "params": lattice_params(frame.lattice),
