@@ -16,17 +16,12 @@ from rhosym import layout as L
 from rhosym import registry as R
 from rhosym import settings as S
 from rhosym import workflow as W
+from tests.conftest import TINY_MODELS as TINY
 
 ROOT = Path(__file__).resolve().parents[1]
 CIF = ROOT / "tests" / "fixtures" / "cif_tiny"
 
-TINY = {
-    "sparse_cnn": {"channels": [8, 8, 16, 16, 16], "head": [16]},
-    "pointnet": {"channels": [8, 16, 32], "groups": 4, "head": [16]},
-    "xrd_fcn": {"channels": [4] * 10 + [8] * 3},
-    "cgcnn": {"atom_fea_len": 8, "h_fea_len": 16, "n_conv": 1},
-    "cogn": {"units": 16, "depth": 1},
-}
+
 FIVE = ("sparse_cnn", "pointnet", "xrd_fcn", "cgcnn", "cogn")
 
 

@@ -7,6 +7,7 @@ import pytest
 from rhosym import checkpoint as C
 from rhosym import infer
 from rhosym import train as T
+from tests.conftest import TINY_MODELS as TINY
 from tests.test_train_fixtures import (
     write_density_stores,
     write_graph_stores,
@@ -16,15 +17,6 @@ from tests.test_train_fixtures import (
 )
 
 models = pytest.importorskip("rhosym.models")
-
-TINY = {
-    "sparse_cnn": {"channels": [8, 8, 16, 16, 16], "head": [16]},
-    "pointnet": {"channels": [8, 16, 32], "groups": 4, "head": [16]},
-    "xrd_fcn": {"channels": [4] * 10 + [8] * 3},
-    "cgcnn": {"atom_fea_len": 8, "h_fea_len": 16, "n_conv": 1},
-    "cogn": {"units": 16, "depth": 1},
-    "lattice": {"hidden": [16]},
-}
 
 
 @pytest.fixture(scope="module")
