@@ -126,8 +126,8 @@ def test_head_grows_by_the_lattice_features(model, stores):
     in_features = 92 if model in ("cgcnn", "cogn") else 1
     plain = build_model(model, 7, False, in_features, TINY[model])
     lat = build_model(model, 7, False, in_features, TINY[model], in_lattice=K.WIDTH)
-    assert K.WIDTH == 13 and n_head_inputs(lat) == n_head_inputs(plain) + 13
-    assert lat.in_lattice == 13 and plain.in_lattice == 0
+    assert K.WIDTH == 41 and n_head_inputs(lat) == n_head_inputs(plain) + 41  # lattice_sym's features
+    assert lat.in_lattice == 41 and plain.in_lattice == 0
     if model == "xrd_fcn":  # the plain network is unchanged: its weights load into a fresh one
         build_model(model, 7, False, 1, TINY[model]).load_state_dict(plain.state_dict())
     from rhosym.models.common import with_lattice
@@ -161,11 +161,13 @@ def test_tiny_training_and_prediction_of_each_network(model, task, stores):
     assert meta.train_config["with_lattice"] is True
     train_ids = stores["split"].loc[stores["split"]["split"] == "train", "id"].astype(str).tolist()
     table = K.CellTable(stores["ingest"])
-    f = np.stack([np.asarray(K.LATTICE.prepare({"lattice": table[i]}, 1, None)["lattice"]) for i in train_ids])
-    np.testing.assert_allclose(meta.lattice["mean"], f.mean(0), rtol=1e-5)  # TRAINING statistics
-    assert meta.lattice["n_structures"] == len(train_ids) and len(meta.lattice["features"]) == 13
+    f = np.stack([np.asarray(K.SOURCE.prepare({"lattice": table[i]}, 1, None)["lattice"]) for i in train_ids])
+    n = len(K.PLAIN_FEATURES)  # the metric-symmetry one-hot is left as it is (mean 0, std 1)
+    np.testing.assert_allclose(meta.lattice["mean"][:n], f[:, :n].mean(0), rtol=1e-5)  # TRAINING statistics
+    assert meta.lattice["mean"][n:] == [0.0] * (K.WIDTH - n)
+    assert meta.lattice["n_structures"] == len(train_ids) and len(meta.lattice["features"]) == 41
     model_, m = infer.load_checkpoint(out / "checkpoint.pt", "cpu")
-    assert model_.in_lattice == 13
+    assert model_.in_lattice == 41
     df = infer.predict_split((model_, m), stores[kind], stores["man"], stores["split"], lattice_stores=stores["ingest"])
     assert len(df) == (stores["split"]["split"] == "test").sum() * len(meta.answers)
     with pytest.raises(ValueError, match="lattice_stores"):
@@ -199,6 +201,27 @@ def test_lattice_features_change_the_answer(stores):
     with torch.no_grad():
         ya, yb = net(collate("pointnet", [a])), net(collate("pointnet", [b]))
     assert not torch.allclose(ya, yb)
+
+
+def test_features_carry_the_metric_symmetry_and_old_checkpoints_still_read(stores):
+    """The +lattice features are the strengthened control's: the lattice's Bravais type (cell alone) is in
+    them, so a cubic cell and a 1 % tetragonal strain of it differ in the one-hot at the tight tolerance
+    only; a checkpoint standardized on the 13 plain features (before) still gets those 13."""
+    from rhosym import conditioning as K
+    from rhosym.inputs.lattice import FEATURES as PLAIN
+    from rhosym.inputs.lattice_sym import BRAVAIS
+
+    norm = K.fit(K.CellTable(stores["ingest"]), stores["man"]["id"].tolist())
+    assert norm["features"] == list(K.FEATURES) and len(norm["features"]) == K.WIDTH == 41
+    cubic, strained = K.features([4, 4, 4, 90, 90, 90], norm), K.features([4, 4, 4.04, 90, 90, 90], norm)
+    n, nb = len(PLAIN), len(BRAVAIS)
+    assert cubic[n + BRAVAIS.index("cP")] == 1 and strained[n + BRAVAIS.index("tP")] == 1  # tight tolerance
+    assert cubic[n + nb + BRAVAIS.index("cP")] == strained[n + nb + BRAVAIS.index("cP")] == 1  # loose
+    old = {"features": list(PLAIN), "mean": [0.0] * n, "std": [1.0] * n}
+    plain = K.features([4, 4, 4, 90, 90, 90], old)
+    assert plain.shape == (n,)
+    np.testing.assert_allclose(plain, K.LATTICE.prepare({"lattice": np.array([4, 4, 4, 90, 90, 90.0])}, 1,
+                                                        None)["lattice"])
 
 
 # ------------------------------------------------------------------------------------------ predict round trip

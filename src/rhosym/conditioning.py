@@ -10,12 +10,15 @@ cell already says.
   ``graphs.cell: primitive``) the data set's cell, not the graph's. ``rhosym predict`` uses the cell of
   the structure it is given, after the same preparation (:func:`rhosym.ingest.prepare`: the training data
   set's cell), a CHGCAR's or a map's own cell; robustness uses the test structure's ingest row.
-* **Features.** :func:`rhosym.inputs.lattice.features` (13 of them), standardized with the mean and
-  standard deviation of the TRAINING structures (:func:`fit`, the lattice kind's ``fit_norm``); the
-  statistics are the checkpoint's ``lattice`` field, so predictions rebuild the same inputs.
-* **Plumbing.** A dataset given a :class:`LatticeFeatures` adds ``lattice_features`` (13,) float32 to every
+* **Features.** The strengthened lattice control's (:mod:`rhosym.inputs.lattice_sym`, 41 of them: the 13
+  plain lattice features and the lattice's metric symmetry, a Bravais one-hot at two tolerances from the
+  cell alone), standardized with the mean and standard deviation of the TRAINING structures (:func:`fit`,
+  the lattice_sym kind's ``fit_norm``); the statistics are the checkpoint's ``lattice`` field, so
+  predictions rebuild the same inputs. A checkpoint trained on the 13 plain features (before the
+  strengthened set) still loads and reads those: :func:`features` follows the checkpoint's feature list.
+* **Plumbing.** A dataset given a :class:`LatticeFeatures` adds ``lattice_features`` (41,) float32 to every
   prepared sample; :meth:`rhosym.inputs.InputKind.collate` stacks them into ``batch["lattice_features"]``
-  (B, 13); each network's head takes ``in_lattice`` more inputs (:func:`rhosym.models.common.with_lattice`).
+  (B, 41); each network's head takes ``in_lattice`` more inputs (:func:`rhosym.models.common.with_lattice`).
   A raw sample made outside the stores (predict, robustness) carries its cell as :data:`CELL` (the six
   parameters), turned into features by :func:`rhosym.infer.prepare_sample`.
 """
@@ -27,7 +30,12 @@ from collections.abc import Sequence
 import numpy as np
 
 from rhosym.inputs.base import LATTICE_FEATURES_KEY as KEY  # in a prepared sample and in a batch
-from rhosym.inputs.lattice import FEATURES, LATTICE, PARAMS
+from rhosym.inputs.lattice import FEATURES as PLAIN_FEATURES
+from rhosym.inputs.lattice import LATTICE, PARAMS
+from rhosym.inputs.lattice_sym import FEATURES, LATTICE_SYM
+
+#: the input kind whose features a lattice-conditioned network reads: the strongest lattice-only control's
+SOURCE = LATTICE_SYM
 
 #: key of the six cell parameters in a raw sample made outside the stores (predict, robustness)
 CELL = "cell_params"
@@ -64,13 +72,15 @@ def fit(table: CellTable, ids: Sequence[str], seed: int = 0) -> dict:
     ids = [str(i) for i in ids]
     if not ids:
         raise ValueError("lattice conditioning: no training structures to standardize the lattice features on")
-    norm = LATTICE.fit_norm(lambda i: {"lattice": table[ids[i]]}, len(ids), 1, len(ids), seed)
+    norm = SOURCE.fit_norm(lambda i: {"lattice": table[ids[i]]}, len(ids), 1, len(ids), seed)
     return {**norm, "params": list(PARAMS), "cell": "the data set's cell (ingest a, b, c, alpha, beta, gamma)"}
 
 
 def features(params, norm: dict) -> np.ndarray:
-    """(13,) float32 standardized features of one cell's six parameters (a, b, c in Å, angles in degrees)."""
-    return LATTICE.prepare({"lattice": np.asarray(params, np.float64).reshape(6)}, 1, norm)["lattice"]
+    """(41,) float32 standardized features of one cell's six parameters (a, b, c in Å, angles in degrees);
+    (13,) for a checkpoint standardized on the plain lattice features alone."""
+    kind = LATTICE if list(norm.get("features", FEATURES)) == list(PLAIN_FEATURES) else SOURCE
+    return kind.prepare({"lattice": np.asarray(params, np.float64).reshape(6)}, 1, norm)["lattice"]
 
 
 def params_of_lattice(matrix) -> np.ndarray:
@@ -110,5 +120,5 @@ def attach(prepared: dict, params, norm: dict | None) -> dict:
     return {**prepared, KEY: features(params, norm)}
 
 
-__all__ = ["KEY", "CELL", "WIDTH", "CellTable", "fit", "features", "params_of_lattice", "params_of_row",
+__all__ = ["KEY", "CELL", "WIDTH", "SOURCE", "FEATURES", "CellTable", "fit", "features", "params_of_lattice", "params_of_row",
            "LatticeFeatures", "attach"]

@@ -29,9 +29,9 @@ Per-sample dicts (numpy arrays, produced by the trainer from the stores)
 * cogn: ``atom_fea`` (N, A) float32 (one row per asymmetric-unit node); ``node_weight`` (N,) float32
   (multiplicities); ``edge_index`` (E, 2) int64 ``[asym node, asym node of the neighbour]``;
   ``edge_dist`` (E,) float32; ``edge_vec`` (E, 3) float32 (carried, not used by the default model).
-* optional ``lattice_features`` (13,) float32 in any kind (lattice-conditioned networks, rhosym.conditioning):
+* optional ``lattice_features`` (41,) float32 in any kind (lattice-conditioned networks, rhosym.conditioning):
   the standardized lattice features of the sample's cell; :func:`collate` stacks them into
-  ``batch["lattice_features"]`` (B, 13), which the head of a network built with ``in_lattice`` reads.
+  ``batch["lattice_features"]`` (B, 41), which the head of a network built with ``in_lattice`` reads.
 * optional ``y`` in any kind: the target (int class index or float value); :func:`collate` stacks it
   into ``batch["y"]`` (int64 when integer, float32 otherwise) when every sample has it.
 
