@@ -29,7 +29,7 @@ SMALL = {
     "symops": {"hidden": [16], "dropout": 0.0},
     "periodic_cnn": {"channels": [4, 8], "strides": [2, 2], "head": [8], "dropout": 0.0},
 }
-LEARNED = [m for m in MODELS if not R.MODELS[m].fit_free]  # the classical finder: tests/test_symops_models.py
+LEARNED = [m for m in MODELS if not (R.MODELS[m].fit_free or R.MODELS[m].boosted)]  # classical: test_symops_models; lattice_gbm: test_lattice_gbm
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -220,6 +220,20 @@ class LatticeMLPConfig(Strict):
     dropout: float = Field(0.1, ge=0, lt=1)
 
 
+class LatticeGBMConfig(Strict):
+    """The gradient-boosted lattice control (LightGBM on the lattice and metric-symmetry features; early
+    stopping on the validation split)."""
+
+    n_estimators: int = Field(400, ge=1, description="Most boosting rounds.")
+    learning_rate: float = Field(0.05, gt=0)
+    num_leaves: int = Field(15, ge=2)
+    min_child_samples: int = Field(5, ge=1, description="Fewest training structures in a leaf.")
+    feature_fraction: float = Field(0.9, gt=0, le=1, description="Features drawn per tree (seeded).")
+    lambda_l2: float = Field(1.0, ge=0)
+    max_bin: int = Field(255, ge=2)
+    early_stopping: int = Field(30, ge=1, description="Rounds without a better validation loss before stopping.")
+
+
 class ClassicalConfig(Strict):
     """The classical finder (no training): the space group found from the operation scores at the
     symops stage (rhosym.symops.find_space_group; its thresholds are ``symops.ladder``)."""
@@ -258,6 +272,7 @@ class ModelSpec:
     train: dict = field(default_factory=dict)
     control: bool = False  # a control row in tables (the lattice-only model)
     fit_free: bool = False  # a fixed rule (no weights): `rhosym predict --model <name>` needs no checkpoint
+    boosted: bool = False  # fitted by its own library (a tree ensemble), not by gradient descent
     study: bool = True  # False: built by build_model for benchmarks only, not an experiment model
     reads_lattice: bool = False  # its input already holds the cell: refuses the +lattice option
 
@@ -289,6 +304,9 @@ MODELS: dict[str, ModelSpec] = {m.name: m for m in (
     ModelSpec("lattice_sym", "Lattice + metric symmetry (control)", ("lattice_sym",), LatticeMLPConfig, 0,
               {"all": {"optimizer": "adamw", "lr": 1e-3, "max_batch_size": 64, **_PLATEAU}}, control=True,
               reads_lattice=True),
+    # gradient-boosted trees on the same features (LightGBM; its text model in the checkpoint, no pickle)
+    ModelSpec("lattice_gbm", "Lattice + metric symmetry (boosted control)", ("lattice_sym",), LatticeGBMConfig,
+              0, control=True, reads_lattice=True, boosted=True),
     ModelSpec("cogn", "coGN", ("cogn",), CoGNConfig, 1,
               {"all": {"optimizer": "adamw", "lr": 5e-4, "max_batch_size": 64, **_PLATEAU}}),
     ModelSpec("cgcnn", "CGCNN", ("cgcnn",), CGCNNConfig, 2,

@@ -582,10 +582,45 @@ def fit_free(job: TrainJob, cfg: TrainParams, data: TrainData, model, loaders, d
         out_dir = Path(job.out_dir)
         C.save(out_dir / "checkpoint.pt", meta, {k: v.detach().cpu() for k, v in model.state_dict().items()})
         atomic_csv(pd.DataFrame([row], columns=HISTORY_COLUMNS), out_dir / "history.csv")
-    log.info("%s/%s has nothing to fit: val %s %.4f (%d structures)", job.model, job.task, row["metric"], val_metric,
+    log.info("%s/%s has nothing (more) to fit: val %s %.4f (%d structures)", job.model, job.task, row["metric"], val_metric,
              meta.n_val)
     return {"best_epoch": 0, "best_metric": meta.best_metric, "epochs_run": 0, "stopped_early": False,
             "n_train": meta.n_train, "n_val": meta.n_val}
+
+
+def _collect(loader) -> tuple[np.ndarray, np.ndarray]:
+    """(features, labels) of every structure a loader yields once (a padded sampler's repeats dropped)."""
+    xs, ys, seen = [], [], set()
+    for batch, y, ids in loader:
+        for i, sid in enumerate(ids):
+            if sid not in seen:
+                seen.add(sid)
+                xs.append(batch["lattice"][i].numpy())
+                ys.append(y[i].numpy())
+    if not xs:
+        return np.empty((0, 0), np.float32), np.empty(0)
+    return np.stack(xs), np.stack(ys)
+
+
+def fit_boosted(job: TrainJob, cfg: TrainParams, data: TrainData, model, loaders, device, meta: C.CheckpointMeta,
+                criterion, ctx, collate) -> dict:
+    """A tree ensemble (``ModelSpec.boosted``, rhosym.models.lattice_gbm): its library fits it on the
+    prepared TRAINING features, stopping on the VALIDATION split; then, like a fit-free model, its
+    validation metric is epoch 0 of ``history.csv`` and its state (the ensemble's text) the checkpoint;
+    the temperature is fitted on the validation split as for a network."""
+    if ctx.enabled:
+        raise ValueError(f"{job.model} is fitted in one process: set train.processes to 1")
+    x, y = _collect(loaders["train"][0])
+    xv, yv = _collect(loaders["val"][0])
+    if not len(x):
+        raise ValueError(f"{job.model}/{job.task}: no training structures")
+    t0 = time.time()
+    info = model.fit(x, y, xv, yv, seed=job.seed, threads=job.threads or 1)
+    log.info("%s/%s: %d boosting rounds (validation early stopping), %d classes, %d bytes of model text in "
+             "%.1f s", job.model, job.task, info["rounds"], info["classes"], info["bytes"], time.time() - t0)
+    summary = fit_free(job, cfg, data, model, loaders, device, meta, criterion, ctx)
+    calibrate(job, cfg, data, model, collate, device)
+    return summary
 
 
 def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
@@ -687,6 +722,8 @@ def _train(job: TrainJob, ctx, device) -> dict:
         skipped={s: data.items[s].skipped for s in data.items}, rhosym_version=__version__)
     meta.resume_key = resume_key(meta, {s: list(data.items[s].ids) for s in ("train", "val")},
                                  pretrained["meta"].resume_key if pretrained else "")
+    if getattr(model, "boosted", False):  # a tree ensemble (lattice_gbm): its own library fits it
+        return fit_boosted(job, cfg, data, model, loaders, device, meta, criterion, ctx, collate)
     if not any(p.requires_grad for p in model.parameters()):  # a rule, not a network (the classical finder)
         return fit_free(job, cfg, data, model, loaders, device, meta, criterion, ctx)
     opt = make_optimizer(model, cfg)

@@ -183,7 +183,7 @@ def compare_sparse_dense(samples: list[dict], cfg: dict, device_name: str, steps
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rhosym bench train", description=__doc__.split("\n")[0])
     p.add_argument("--device", default="cpu", help="cpu or cuda[:i] (default cpu)")
-    trainable = [m for m in MODELS if not SPECS[m].fit_free]  # the classical finder has nothing to train
+    trainable = [m for m in MODELS if not (SPECS[m].fit_free or SPECS[m].boosted)]  # no gradient steps to time
     p.add_argument("--models", nargs="+", default=trainable, choices=trainable)
     p.add_argument("--batch-size", type=int, default=None,
                    help="samples per batch for every model (default: density 4, others 32 on CPU; ×8 on CUDA)")
