@@ -65,13 +65,14 @@ def test_density_stores_count_electrons():
 
 def test_every_experiment_trained_and_predicted(config):
     exps = expand_experiments(config)
-    assert {e.model for e in exps} == {"lattice", "lattice_sym", "sparse_cnn", "pointnet", "xrd_fcn", "cgcnn", "cogn",
+    assert {e.model for e in exps} == {"lattice", "lattice_sym", "lattice_gbm", "sparse_cnn", "pointnet", "xrd_fcn", "cgcnn", "cogn",
                                        "classical", "symops", "periodic_cnn"}
     assert any(e.fraction < 1 for e in exps)  # a learning-curve point
     assert any(e.augment for e in exps)  # a named augmentation, tested plain and transformed
     for e in exps:
         hist = pd.read_csv(TINY / e.dataset / "models" / e.path / "history.csv")
-        fit_free = R.MODELS[e.model].fit_free  # the classical finder: one row, epoch 0, nothing trained
+        # the classical finder (nothing trained) and the boosted control (trees, no epochs): one row, epoch 0
+        fit_free = R.MODELS[e.model].fit_free or R.MODELS[e.model].boosted
         assert len(hist) >= 1 and (hist["train_loss"].notna().all() or (fit_free and list(hist["epoch"]) == [0]))
         job = json.loads((TINY / e.dataset / "models" / e.path / "job.json").read_text())  # rhosym train runs it
         assert job["model"] == e.model and job["seed"] == e.seed
