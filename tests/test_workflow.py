@@ -72,6 +72,20 @@ def test_a_fit_free_model_runs_once_whatever_the_seeds():
     assert seeds == {"classical": [0], "lattice": [0, 1, 2]}
 
 
+def test_a_plain_density_model_is_also_tested_with_its_blocks_transforms():
+    """The rotation study: ``augment: [none, rot]`` trains a plain and a rotation-trained network, and BOTH
+    are tested on rotated inputs (-trot) beside their plain test; a block without ``none`` adds nothing to
+    its plain models, and models that read no density get no transformed test."""
+    cfg = parse_config({"datasets": {"s": {"kind": "synthetic", "n": 4}},
+                        "experiments": [{"models": ["sparse_cnn", "lattice"], "tasks": ["symmetry"],
+                                         "augment": ["none", "rot"]},
+                                        {"models": ["pointnet"], "tasks": ["symmetry"], "augment": ["shift"]}]})
+    tests = sorted((t.experiment.model, t.experiment.augment, t.test) for t in W.expand_transfers(cfg))
+    assert tests == [("pointnet", "shift", "shift"), ("sparse_cnn", "", "rot"), ("sparse_cnn", "rot", "rot")]
+    plain = next(t for t in W.expand_transfers(cfg) if t.experiment.model == "sparse_cnn" and not t.experiment.augment)
+    assert plain.variant == "grid-f1-trot-formula-s0"  # tested rotated, trained plain (no -arot)
+
+
 @pytest.mark.slow
 def test_a_sixth_model_builds_the_dag(tmp_path):
     """The same through Snakemake: a registry entry made by a plugin module builds the DAG for it."""

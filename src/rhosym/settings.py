@@ -215,10 +215,12 @@ class ExperimentBlock(Strict):
     augment: list[Literal[("none", *R.AUGMENTATIONS)]] = Field(  # type: ignore[valid-type]
         ["none"], description="Geometric augmentation of density models, an experiment axis: none (the paper), "
         "shift (random periodic origin shift), rot (random rotation) or shiftrot. An augmented experiment's "
-        "variant is tagged -a<name>, and it is also tested on inputs transformed the same way (-t<name>).")
+        "variant is tagged -a<name>, and it is also tested on inputs transformed the same way (-t<name>); with "
+        "none beside a transform, the plain density models are tested transformed too.")
     lattice: list[bool] = Field([False], description="Lattice-conditioned networks, an experiment axis: true gives "
-                                "the network's head the 13 lattice features of the data set's cell (those the lattice "
-                                "control reads, standardized on the training split) beside its pooled representation; "
+                                "the network's head the lattice features of the data set's cell (the strengthened control's: "
+                                "the 13 lattice features and the metric's Bravais lattice, standardized on the training "
+                                "split) beside its pooled representation; "
                                 "the variant is tagged -lat and the model shown as <model>+lattice, and its margin over "
                                 "the lattice control is what its input adds to the cell. Not for models whose input "
                                 "holds the cell already (lattice, lattice_sym, symops, periodic_cnn, classical).")

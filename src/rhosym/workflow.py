@@ -114,12 +114,19 @@ def pretrained_source(cfg, e: Experiment) -> Experiment | None:
 
 def expand_transfers(cfg) -> list[Transfer]:
     """Zero-shot predictions asked for by ``experiments[].transfer_to``, and the predictions of every
-    augmented experiment on its own test split transformed as it was trained (beside its plain ones)."""
+    augmented experiment on its own test split transformed as it was trained (beside its plain ones). A
+    block whose ``augment`` axis names a transform beside ``none`` also tests its plain density models
+    with that transform: what a model trained on one frame does on rotated inputs, beside the
+    rotation-trained one (the rotation study)."""
     out: dict[Transfer, None] = {}
     for block in cfg.experiments:
+        transforms = [a for a in block.augment if a != "none"] if "none" in block.augment else []
         for e in expand_block(cfg, block):
             if e.augment:
                 out[Transfer(e, e.dataset, e.split, test=e.augment)] = None
+            elif R.MODELS[e.model].sampled:
+                for a in transforms:
+                    out[Transfer(e, e.dataset, e.split, test=a)] = None
             for target in block.transfer_to:
                 out[Transfer(e, target, cfg.primary_split(target))] = None
     return list(out)
