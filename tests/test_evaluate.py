@@ -229,3 +229,6 @@ def test_variant_labels_tell_every_variant_apart():
                       "sparse_cnn grid on 0.5 of the training split joint"}
     zs = variant_label({**base, "group": "grid-f1-zssynthetic-formula", "trained_on": "synthetic"})
     assert zs == "sparse_cnn grid zero-shot from synthetic joint"
+    # a model with one input is not followed by it (the boosted control reads lattice_sym, and only that)
+    for model, inp in (("lattice_gbm", "lattice_sym"), ("classical", "symops"), ("periodic_cnn", "fracgrid")):
+        assert variant_label({**base, "model": model, "input": inp, "group": f"{inp}-f1-formula"}) == f"{model} joint"

@@ -555,7 +555,9 @@ def variant_label(r: Mapping) -> str:
 
     parts = [str(r["model"]) + (R.LATTICE_SUFFIX if is_lattice(str(r.get("group", ""))) else "")]
     inp = str(r.get("input", ""))
-    if inp and inp not in (r["model"], "xrd", "lattice"):
+    spec = R.MODELS.get(str(r["model"]))
+    only_input = spec is not None and not spec.sampled and inp == spec.inputs[0]  # says nothing (lattice_gbm)
+    if inp and not only_input and inp not in (r["model"], "xrd", "lattice"):
         parts.append(inp)
     if int(r.get("features", 1) or 1) != 1:
         parts.append(f"f{int(r['features'])}")
