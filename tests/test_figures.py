@@ -407,3 +407,25 @@ def test_learning_figure_draws_only_data_sets_with_a_curve_and_the_controls_own_
     assert "other" not in titles and "mp" in titles
     lines = [ln for ax in fig.axes for ln in ax.get_lines() if "Lattice + metric" in str(ln.get_label())]
     assert lines and lines[0].get_linestyle() == ":" and len(lines[0].get_xdata()) == 4
+
+
+def test_results_table_states_whether_a_symmetry_finder_touched_the_input():
+    """Every row says whether spglib (the labels' finder) was on its input path: through the cell (its
+    setting and origin) and, for the graph models, the graphs' primitive cell."""
+    from rhosym.figures import finder_on_input, results_table
+
+    assert finder_on_input("sparse_cnn", "conventional") == "yes (cell)"
+    assert finder_on_input("sparse_cnn", "lattice_frame") == "no"
+    assert finder_on_input("lattice_gbm", "niggli") == "no"
+    assert finder_on_input("cogn", "lattice_frame") == "yes (graph's primitive cell)"
+    assert finder_on_input("cgcnn", "conventional_refined") == "yes (cell, graph's primitive cell)"
+    assert finder_on_input("cgcnn", "lattice_frame", graphs_primitive=False) == "no"
+    row = {"split": "formula", "task": "space_group", "n_seeds": 1, "n": 10, "top1": 0.5, "top1_sd": np.nan,
+           "top1_lo": 0.2, "top1_hi": 0.8, "macro_f1": 0.4, "macro_f1_sd": np.nan, "margin_lattice_pp": 1.0,
+           "n_full": 10, "top1_full": 0.5, "input": "", "features": 1, "points": 0, "group": "x-f1-formula",
+           "trained_on": "", "trained_task": "symmetry"}
+    cls = pd.DataFrame([{**row, "dataset": "a", "model": "sparse_cnn", "input": "grid", "trained_on": "a"},
+                        {**row, "dataset": "b", "model": "cogn", "input": "cogn", "trained_on": "b"}])
+    t = results_table(cls, pd.DataFrame(), {"a": "conventional", "b": "lattice_frame"})
+    assert t["symmetry finder on input"].tolist() == ["yes (cell)", "yes (graph's primitive cell)"]
+    assert list(t.columns[:4]) == ["dataset", "split", "cell", "symmetry finder on input"]

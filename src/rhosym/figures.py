@@ -715,10 +715,24 @@ def supplementary_tables(classification: pd.DataFrame, regression: pd.DataFrame,
     return {"s1": s1, "s2": s2, "s3": s3}
 
 
+def finder_on_input(model: str, cell: str, graphs_primitive: bool = True) -> str:
+    """Whether a symmetry finder (spglib, the labels' finder) touched a model's input: through the data
+    set's cell (its setting and origin: rhosym.cells.USES_SYMMETRY) and, for the graph models, through
+    the graphs' standard primitive cell (``graphs.cell: primitive``)."""
+    from rhosym.cells import USES_SYMMETRY
+
+    parts = ["cell"] if cell and USES_SYMMETRY.get(cell, True) else []
+    spec = MODELS.get(model)
+    if graphs_primitive and spec is not None and spec.input_kind in ("cgcnn", "cogn"):
+        parts.append("graph's primitive cell")
+    return f"yes ({', '.join(parts)})" if parts else "no"
+
+
 def results_table(classification: pd.DataFrame, regression: pd.DataFrame,
-                  cells: Mapping[str, str] | None = None) -> pd.DataFrame:
-    """One table of every result: data set, split rule, cell, model, task, accuracy and macro-F1 or MAE
-    (mean ± sd, bootstrap interval), n, margin over the lattice control, n and value on the full test set."""
+                  cells: Mapping[str, str] | None = None, graphs_primitive: bool = True) -> pd.DataFrame:
+    """One table of every result: data set, split rule, cell, whether a symmetry finder touched the input
+    (:func:`finder_on_input`), model, task, accuracy and macro-F1 or MAE (mean ± sd, bootstrap interval),
+    n, margin over the lattice control, n and value on the full test set."""
     from rhosym.evaluate import readable_table
 
     parts = []
@@ -726,6 +740,8 @@ def results_table(classification: pd.DataFrame, regression: pd.DataFrame,
         if df is None or df.empty:
             continue
         t = readable_table(df, kind)
+        t["symmetry finder on input"] = [finder_on_input(str(m), (cells or {}).get(d, ""), graphs_primitive)
+                                         for m, d in zip(df["model"], df["dataset"])]
         if kind == "classification":
             t = t.rename(columns={"accuracy (%)": "value", "macro-F1 (%)": "macro-F1",
                                   "margin over lattice (pp)": "margin over lattice",
@@ -737,8 +753,8 @@ def results_table(classification: pd.DataFrame, regression: pd.DataFrame,
             t.insert(5, "metric", "MAE (" + t.pop("unit") + ")")
             t["macro-F1"] = ""
         parts.append(t)
-    cols = ["dataset", "split", "cell", "task", "model", "metric", "value", "95% CI", "macro-F1", "seeds", "n",
-            "margin over lattice", "n_full", "value full"]
+    cols = ["dataset", "split", "cell", "symmetry finder on input", "task", "model", "metric", "value", "95% CI",
+            "macro-F1", "seeds", "n", "margin over lattice", "n_full", "value full"]
     if not parts:
         return pd.DataFrame(columns=cols)
     out = pd.concat(parts, ignore_index=True)
@@ -747,7 +763,8 @@ def results_table(classification: pd.DataFrame, regression: pd.DataFrame,
 
 
 def write_tables(classification: pd.DataFrame, regression: pd.DataFrame, outputs: Mapping[str, str],
-                 splits: Mapping[str, str] | None = None, cells: Mapping[str, str] | None = None) -> dict:
+                 splits: Mapping[str, str] | None = None, cells: Mapping[str, str] | None = None,
+                 graphs_primitive: bool = True) -> dict:
     """Write the tables to ``outputs`` (keys ``s1_csv, s1_md, s2_csv, s2_md, s3_csv, s3_md`` and, when
     given, ``results_csv, results_md``: every result in one table)."""
     t = supplementary_tables(classification, regression, splits)
@@ -760,7 +777,7 @@ def write_tables(classification: pd.DataFrame, regression: pd.DataFrame, outputs
             "No model trained at three or more training fractions (experiments: fractions: [...]).",
             floatfmt=".3f"))
     if "results_csv" in outputs:
-        r = results_table(classification, regression, cells)
+        r = results_table(classification, regression, cells, graphs_primitive)
         r.to_csv(outputs["results_csv"], index=False)
         Path(outputs["results_md"]).write_text(_md(r, "Results on each data set's common test set",
                                                    "No results.", floatfmt=".2f"))
@@ -1040,7 +1057,7 @@ make_figLearning = _from_metrics(plot_figLearning, "classification")
 def make_tables(inputs, outputs, params):
     cls = _concat(_read_csv(p) for p in inputs["classification"])
     reg = _concat(_read_csv(p) for p in inputs["regression"])
-    write_tables(cls, reg, outputs, params.get("splits"), params.get("cells"))
+    write_tables(cls, reg, outputs, params.get("splits"), params.get("cells"), params.get("graphs_primitive", True))
 
 
 def run_figure(which: str, inputs: Mapping[str, Sequence[str]], outputs: Mapping[str, str],

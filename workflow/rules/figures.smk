@@ -25,6 +25,7 @@ for _name, _spec in R.FIGURES.items():
             datasets=_datasets,
             splits={ds: S.primary_split(ds) for ds in _datasets},
             cells={ds: S.datasets[ds].resolved_cell for ds in _datasets},
+            graphs_primitive=S.graphs.cell == "primitive",
             figures=S.figures.model_dump(include={"f1", "features"}),
         log:
             log_of(_name),
