@@ -409,6 +409,25 @@ def test_learning_figure_draws_only_data_sets_with_a_curve_and_the_controls_own_
     assert lines and lines[0].get_linestyle() == ":" and len(lines[0].get_xdata()) == 4
 
 
+def test_a_lattice_conditioned_network_is_a_learning_curve_of_its_own(tmp_path):
+    """sparse_cnn and sparse_cnn+lattice at the same fractions: two rows of the power-law table and two
+    lines (the +lattice one dash-dotted); an augmented variant is no curve point."""
+    from rhosym.figures import learning_table, plot_figLearning
+
+    fake = _learning_fake()
+    net = fake[fake["model"] == "sparse_cnn"]
+    lat = net.assign(group=net["group"].str.replace("-formula", "-lat-formula", regex=False),
+                     top1=net["top1"] + 0.1)  # grid-f1-fr125-lat-formula (rhosym.layout.variant)
+    aug = net.assign(group=net["group"].str.replace("-formula", "-arot-formula", regex=False), top1=0.99)
+    both = pd.concat([fake, lat, aug], ignore_index=True)
+    t = learning_table(both).set_index("model")
+    assert sorted(t.index) == ["sparse_cnn", "sparse_cnn+lattice"]
+    assert t.loc["sparse_cnn", "b"] == pytest.approx(learning_table(fake).iloc[0]["b"])  # the -arot rows left out
+    fig = plot_figLearning(both, tmp_path / "l.png")
+    styles = {str(ln.get_label()): ln.get_linestyle() for ax in fig.axes for ln in ax.get_lines()}
+    assert styles["Sparse 3D CNN+lattice"] == "-." and styles["Sparse 3D CNN"] == "-"
+
+
 def test_results_table_states_whether_a_symmetry_finder_touched_the_input():
     """Every row says whether spglib (the labels' finder) was on its input path: through the cell (its
     setting and origin) and, for the graph models, the graphs' primitive cell."""

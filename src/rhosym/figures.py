@@ -88,6 +88,17 @@ def _variant_labels(df: pd.DataFrame) -> pd.Series:
     return pd.Series(out, index=df.index)
 
 
+def _is_unaugmented(group: str) -> bool:
+    """A variant trained and tested without augmentation (plain or lattice-conditioned)."""
+    from rhosym.layout import parse_variant
+
+    try:
+        v = parse_variant(f"{group}-s0")
+    except ValueError:
+        return True
+    return not (v["robust"] or v["augment"] or v["test"])
+
+
 def _is_plain(group: str) -> bool:
     """A variant trained and tested without augmentation (layout tags -aug, -a<name>, -t<name>) and not
     lattice-conditioned (-lat)."""
@@ -973,7 +984,7 @@ def learning_rows(classification: pd.DataFrame, splits: Mapping[str, str] | None
     if splits:
         d = d[[splits.get(ds, sp) == sp for ds, sp in zip(d["dataset"], d["split"])]]
     d = d[(d["trained_on"].astype(str) == d["dataset"].astype(str)) & (d["points"].fillna(0).astype(int) == 0)
-          & (d["features"].astype(int) == 1) & d["group"].astype(str).map(_is_plain)]
+          & (d["features"].astype(int) == 1) & d["group"].astype(str).map(_is_unaugmented)]
     d = d[~d["group"].astype(str).str.contains("-ft")]
 
     def fraction(g: str) -> float:
@@ -982,7 +993,10 @@ def learning_rows(classification: pd.DataFrame, splits: Mapping[str, str] | None
         except ValueError:
             return 1.0
 
-    return d.assign(fraction=d["group"].astype(str).map(fraction))
+    # a lattice-conditioned network is a curve of its own: <model>+lattice
+    lattice = d["group"].astype(str).map(lambda g: not _is_plain(g))
+    return d.assign(fraction=d["group"].astype(str).map(fraction),
+                    model=[m + LATTICE_SUFFIX if lat else m for m, lat in zip(d["model"].astype(str), lattice)])
 
 
 def learning_table(classification: pd.DataFrame, splits: Mapping[str, str] | None = None) -> pd.DataFrame:
@@ -1018,8 +1032,8 @@ def learning_table(classification: pd.DataFrame, splits: Mapping[str, str] | Non
 def plot_figLearning(classification: pd.DataFrame, out_png, out_pdf=None, splits: Mapping[str, str] | None = None):
     """Learning curves: test accuracy against the fraction of the training split (log scale), per data
     set and task (data sets with a curve only), one line per model with more than one fraction (bootstrap
-    95 % bands; a lattice control trained at several sizes dotted), the strongest lattice control at the
-    full training set as a dashed line."""
+    95 % bands; a lattice control trained at several sizes dotted, a +lattice network dash-dotted), the
+    strongest lattice control at the full training set as a dashed line."""
     plt = _plt()
     d = learning_rows(classification, splits)
     if not d.empty:
@@ -1040,10 +1054,12 @@ def plot_figLearning(classification: pd.DataFrame, out_png, out_pdf=None, splits
             g = g.groupby("fraction")[["top1", "top1_lo", "top1_hi"]].mean().sort_index()
             if len(g) < 2:
                 continue
-            st = model_style(model)
+            base = model.removesuffix(LATTICE_SUFFIX)
+            lat = base != model  # a +lattice network: its model's colour, dash-dotted
+            st = model_style(base)
             x = g.index.to_numpy(float)
             ax.plot(x, 100 * g["top1"], marker=st["marker"], color=st["color"], mec="black", mew=0.4, ms=4,
-                    ls=":" if control else "-", label=model_label(model))
+                    ls=":" if control else "-." if lat else "-", label=model_label(base, lat))
             ax.fill_between(x, 100 * g["top1_lo"], 100 * g["top1_hi"], color=st["color"], alpha=0.15, lw=0)
         ax.set_xscale("log", base=2)
         _finish_panel(ax, i, j, n_rows, ds, task, "fraction of the training split", len(sub) > 0)
