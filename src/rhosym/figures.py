@@ -730,11 +730,11 @@ def finder_on_input(model: str, cell: str, graphs_primitive: bool = True) -> str
     """Whether a symmetry finder (spglib, the labels' finder) touched a model's input: through the data
     set's cell (its setting and origin: rhosym.cells.USES_SYMMETRY) and, for the graph models, through
     the graphs' standard primitive cell (``graphs.cell: primitive``)."""
+    from rhosym import inputs
     from rhosym.cells import USES_SYMMETRY
 
     parts = ["cell"] if cell and USES_SYMMETRY.get(cell, True) else []
-    spec = MODELS.get(model)
-    if graphs_primitive and spec is not None and spec.input_kind in ("cgcnn", "cogn"):
+    if graphs_primitive and model in MODELS and inputs.of_model(model).primitive_cell:
         parts.append("graph's primitive cell")
     return f"yes ({', '.join(parts)})" if parts else "no"
 

@@ -71,6 +71,9 @@ class InputKind:
     width: int | None = None
     #: samples per batch in ``rhosym bench train`` on a CPU
     bench_batch: int = 32
+    #: built on spglib's standard primitive cell when ``graphs.cell: primitive`` (a symmetry finder on the
+    #: input path whatever the data set's cell; the crystal graphs)
+    primitive_cell: bool = False
 
     # ----------------------------------------------------------------------------------- stores
     def open(self, path: str):

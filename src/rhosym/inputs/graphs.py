@@ -16,6 +16,7 @@ from rhosym.inputs.base import InputKind, ReadOptions, stack
 
 
 class Graph(InputKind):
+    primitive_cell = True  # graphs.cell: primitive (the default) builds them on spglib's primitive cell
     node_arrays: tuple[str, ...] = ("atom_fea",)
     edge_arrays: tuple[str, ...] = ("edge_index", "edge_dist")
 
