@@ -241,7 +241,7 @@ def check_cuda_ops(cpu: bool) -> dict:
 
     rows, failed = [], []
     for name in MODELS:
-        if SPECS[name].fit_free:  # a fixed rule (the classical finder): no weights to check on the GPU
+        if SPECS[name].fit_free or SPECS[name].boosted:  # a fixed rule or trees: no CUDA kernels to check
             continue
         if name == "sparse_cnn" and not SPARSE_OK["ok"]:
             rows.append({"model": name, "status": "skipped", "reason": "spconv does not import"})
