@@ -100,13 +100,19 @@ def params_of_row(row) -> np.ndarray:
 
 
 class LatticeFeatures:
-    """What a dataset needs to attach the features: the cells (by id) and the training statistics."""
+    """What a dataset needs to attach the features: the cells (by id) and the training statistics. A
+    structure's features are computed once (the metric symmetry costs two spglib calls) and kept: every
+    epoch reads the same cell."""
 
     def __init__(self, table: CellTable, norm: dict):
         self.table, self.norm = table, norm
+        self._cache: dict[str, np.ndarray] = {}
 
     def __call__(self, sid: str) -> np.ndarray:
-        return features(self.table[sid], self.norm)
+        sid = str(sid)
+        if sid not in self._cache:
+            self._cache[sid] = features(self.table[sid], self.norm)
+        return self._cache[sid]
 
 
 def attach(prepared: dict, params, norm: dict | None) -> dict:

@@ -89,7 +89,8 @@ def _variant_labels(df: pd.DataFrame) -> pd.Series:
 
 
 def _is_unaugmented(group: str) -> bool:
-    """A variant trained and tested without augmentation (plain or lattice-conditioned)."""
+    """A variant trained and tested without augmentation (layout tags -aug, -a<name>, -t<name>), plain or
+    lattice-conditioned."""
     from rhosym.layout import parse_variant
 
     try:
@@ -100,15 +101,10 @@ def _is_unaugmented(group: str) -> bool:
 
 
 def _is_plain(group: str) -> bool:
-    """A variant trained and tested without augmentation (layout tags -aug, -a<name>, -t<name>) and not
-    lattice-conditioned (-lat)."""
-    from rhosym.layout import parse_variant
+    """An unaugmented variant that is not lattice-conditioned (-lat) either."""
+    from rhosym.layout import is_lattice
 
-    try:
-        v = parse_variant(f"{group}-s0")
-    except ValueError:
-        return True
-    return not (v["robust"] or v["augment"] or v["test"] or v["lattice"])
+    return _is_unaugmented(group) and not is_lattice(group)
 
 
 def main_rows(df: pd.DataFrame, features: int = 1, splits: Mapping[str, str] | None = None) -> pd.DataFrame:
@@ -975,7 +971,7 @@ def _from_metrics(plot, key: str):
 def learning_rows(classification: pd.DataFrame, splits: Mapping[str, str] | None = None) -> pd.DataFrame:
     """The learning-curve points of a metrics table: each data set's primary split, trained on itself,
     1 feature, as sampled, unaugmented, with the training ``fraction`` of its variant."""
-    from rhosym.layout import parse_variant
+    from rhosym.layout import is_lattice, parse_variant
 
     d = classification if classification is not None else pd.DataFrame()
     if d.empty:
@@ -994,7 +990,7 @@ def learning_rows(classification: pd.DataFrame, splits: Mapping[str, str] | None
             return 1.0
 
     # a lattice-conditioned network is a curve of its own: <model>+lattice
-    lattice = d["group"].astype(str).map(lambda g: not _is_plain(g))
+    lattice = d["group"].astype(str).map(is_lattice)
     return d.assign(fraction=d["group"].astype(str).map(fraction),
                     model=[m + LATTICE_SUFFIX if lat else m for m, lat in zip(d["model"].astype(str), lattice)])
 

@@ -36,7 +36,7 @@ class LatticeGBM(nn.Module):
 
     def __init__(self, n_out: int, regression: bool, in_features: int, cfg: LatticeGBMConfig):
         super().__init__()
-        self.n_out, self.regression, self.in_features, self.cfg = int(n_out), bool(regression), int(in_features), cfg
+        self.n_out, self.regression, self.cfg = int(n_out), bool(regression), cfg
         self.register_buffer("booster", torch.zeros(0, dtype=torch.uint8))
         self.register_buffer("classes", torch.zeros(0, dtype=torch.long))
         self._model = None
