@@ -232,3 +232,16 @@ def test_variant_labels_tell_every_variant_apart():
     # a model with one input is not followed by it (the boosted control reads lattice_sym, and only that)
     for model, inp in (("lattice_gbm", "lattice_sym"), ("classical", "symops"), ("periodic_cnn", "fracgrid")):
         assert variant_label({**base, "model": model, "input": inp, "group": f"{inp}-f1-formula"}) == f"{model} joint"
+
+
+def test_tables_mark_every_seeded_mean_and_keep_written_cells():
+    from rhosym.evaluate import _pm, to_markdown
+
+    # three seeds that agree still say so (± 0.0); one seed is a bare number
+    assert _pm(0.911, 0.0, 100, 1, seeds=3) == "91.1 ± 0.0"
+    assert _pm(0.911, 0.0, 100, 1, seeds=1) == "91.1"
+    assert _pm(0.5, 0.02, 100, 1, seeds=2) == "50.0 ± 2.0"
+    # cells formatted by the table ("-5.4") are written as they are, numbers by floatfmt, NaN as empty
+    md = to_markdown(pd.DataFrame({"margin": ["-5.4", "+0.7"], "x": [0.123456, np.nan]}), floatfmt=".2f")
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in md.splitlines()[2:]]
+    assert rows == [["-5.4", "0.12"], ["+0.7", ""]]

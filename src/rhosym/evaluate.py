@@ -257,7 +257,14 @@ def to_markdown(df: pd.DataFrame, title: str | None = None, empty: str = "No row
     head = f"## {title}\n\n" if title else ""
     if df.empty:
         return head + f"_{empty}_\n"
-    return head + df.to_markdown(index=False, floatfmt=floatfmt) + "\n"
+
+    def cell(v):  # numbers formatted here; text cells ("-5.4", "87.4 ± 1.5") are kept as written
+        if isinstance(v, (float, np.floating)):
+            return "" if not np.isfinite(v) else format(float(v), floatfmt)
+        return v
+
+    body = df.apply(lambda col: col.map(cell))
+    return head + body.to_markdown(index=False, disable_numparse=True) + "\n"
 
 
 def sort_rows(df: pd.DataFrame) -> pd.DataFrame:
@@ -533,11 +540,12 @@ def _with_margins(df: pd.DataFrame, metric: str, scale: float, column: str) -> p
     return df
 
 
-def _pm(mean, sd, scale: float, digits: int) -> str:
+def _pm(mean, sd, scale: float, digits: int, seeds: int = 1) -> str:
+    """``mean ± sd`` when there are several seeds (``± 0.0`` included), ``mean`` alone for one."""
     if mean is None or not np.isfinite(mean):
         return ""
     out = f"{scale * mean:.{digits}f}"
-    if sd is not None and np.isfinite(sd) and sd > 0:
+    if seeds > 1 and sd is not None and np.isfinite(sd):
         out += f" ± {scale * sd:.{digits}f}"
     return out
 
@@ -592,19 +600,19 @@ def readable_table(df: pd.DataFrame, kind: str) -> pd.DataFrame:
         out = {"dataset": r["dataset"], "split": r["split"], "task": r["task"], "model": variant_label(r),
                "seeds": int(r["n_seeds"]), "n": int(r["n"])}
         if kind == "classification":
-            out["accuracy (%)"] = _pm(r["top1"], r["top1_sd"], 100, 1)
+            out["accuracy (%)"] = _pm(r["top1"], r["top1_sd"], 100, 1, out["seeds"])
             out["95% CI"] = _ci(r.get("top1_lo"), r.get("top1_hi"), 100, 1)
-            out["macro-F1 (%)"] = _pm(r["macro_f1"], r["macro_f1_sd"], 100, 1)
+            out["macro-F1 (%)"] = _pm(r["macro_f1"], r["macro_f1_sd"], 100, 1, out["seeds"])
             out["margin over lattice (pp)"] = "" if not np.isfinite(r.get("margin_lattice_pp", np.nan)) else \
                 f"{r['margin_lattice_pp']:+.1f}"
-            out["ECE (%)"] = _pm(r.get("ece", np.nan), r.get("ece_sd"), 100, 1)
+            out["ECE (%)"] = _pm(r.get("ece", np.nan), r.get("ece_sd"), 100, 1, out["seeds"])
             out["n_full"] = int(r["n_full"])
             out["accuracy full (%)"] = _pm(r["top1_full"], None, 100, 1)
         else:
             out["unit"] = r.get("unit", "")
-            out["MAE"] = _pm(r["mae"], r["mae_sd"], 1, 4)
+            out["MAE"] = _pm(r["mae"], r["mae_sd"], 1, 4, out["seeds"])
             out["95% CI"] = _ci(r.get("mae_lo"), r.get("mae_hi"), 1, 4)
-            out["R2"] = _pm(r["r2"], r["r2_sd"], 1, 3)
+            out["R2"] = _pm(r["r2"], r["r2_sd"], 1, 3, out["seeds"])
             m = r.get("margin_lattice", np.nan)
             out["margin over lattice (MAE reduction)"] = "" if not np.isfinite(m) else f"{m:+.4f}"
             out["n_full"] = int(r["n_full"])
