@@ -66,6 +66,20 @@ def test_experiments_expand_with_the_lattice_axis_and_the_train_job_carries_it()
     assert not cfg.train_params("cogn", "symmetry").with_lattice
 
 
+def test_robustness_evaluates_the_lattice_variants_unless_told_not_to():
+    plain = _cfg({"experiments": [{"datasets": ["synthetic"], "models": ["sparse_cnn", "lattice"],
+                                   "tasks": ["symmetry"], "seeds": [0]},
+                                  {"datasets": ["synthetic"], "models": ["sparse_cnn"], "tasks": ["symmetry"],
+                                   "lattice": [True], "seeds": [0]}],
+                  "robustness": {"models": ["sparse_cnn", "lattice"], "tasks": ["symmetry"]}})
+    exps = W.expand_experiments(plain)
+    assert sorted(e.variant for e in W.robust_experiments(plain, exps)) == [
+        "grid-f1-formula-s0", "grid-f1-lat-formula-s0", "lattice-f1-formula-s0"]
+    plain.robustness.lattice_conditioned = False
+    assert sorted(e.variant for e in W.robust_experiments(plain, exps)) == ["grid-f1-formula-s0",
+                                                                             "lattice-f1-formula-s0"]
+
+
 # ------------------------------------------------------------------------------------------ default and errors
 def test_default_is_off_the_demo_trains_no_lattice_variant():
     cfg = S.parse_config(S.load_yaml(ROOT / "config.yaml"))

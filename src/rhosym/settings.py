@@ -513,6 +513,8 @@ class RobustnessSettings(Strict):
                                 "test set).")
     seeds: list[int] | None = Field(None, description="Training seeds evaluated (default: the first of each "
                                     "experiment's seeds).")
+    lattice_conditioned: bool = Field(True, description="Also evaluate the networks given the cell's features "
+                                      "(+lattice; the cell they read stays unperturbed).")
 
 
 # ================================================================================================ config

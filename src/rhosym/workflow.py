@@ -300,7 +300,8 @@ def robust_experiments(cfg, experiments: list[Experiment]) -> list[Experiment]:
     keep = set(robust_datasets(cfg, experiments))
     r = cfg.robustness
     out = [e for e in experiments if e.dataset in keep and e.model in r.models and e.task in r.tasks
-           and not e.points and not e.pretrained and e.split == cfg.primary_split(e.dataset)]
+           and not e.points and not e.pretrained and e.split == cfg.primary_split(e.dataset)
+           and (r.lattice_conditioned or not e.lattice)]
     if r.seeds is not None:
         return [e for e in out if e.seed in r.seeds]
     first = {}
