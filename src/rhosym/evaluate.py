@@ -604,7 +604,7 @@ def readable_table(df: pd.DataFrame, kind: str) -> pd.DataFrame:
             out["95% CI"] = _ci(r.get("top1_lo"), r.get("top1_hi"), 100, 1)
             out["macro-F1 (%)"] = _pm(r["macro_f1"], r["macro_f1_sd"], 100, 1, out["seeds"])
             out["margin over lattice (pp)"] = "" if not np.isfinite(r.get("margin_lattice_pp", np.nan)) else \
-                f"{r['margin_lattice_pp']:+.1f}"
+                f"{r['margin_lattice_pp'] + 0.0:+.1f}"
             out["ECE (%)"] = _pm(r.get("ece", np.nan), r.get("ece_sd"), 100, 1, out["seeds"])
             out["n_full"] = int(r["n_full"])
             out["accuracy full (%)"] = _pm(r["top1_full"], None, 100, 1)
@@ -614,7 +614,7 @@ def readable_table(df: pd.DataFrame, kind: str) -> pd.DataFrame:
             out["95% CI"] = _ci(r.get("mae_lo"), r.get("mae_hi"), 1, 4)
             out["R2"] = _pm(r["r2"], r["r2_sd"], 1, 3, out["seeds"])
             m = r.get("margin_lattice", np.nan)
-            out["margin over lattice (MAE reduction)"] = "" if not np.isfinite(m) else f"{m:+.4f}"
+            out["margin over lattice (MAE reduction)"] = "" if not np.isfinite(m) else f"{m + 0.0:+.4f}"
             out["n_full"] = int(r["n_full"])
             out["MAE full"] = _pm(r["mae_full"], None, 1, 4)
         rows.append(out)
