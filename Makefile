@@ -49,7 +49,7 @@ gpu-check:
 
 test: lint pytest dryrun tiny test-slurm
 
-# The public benchmark, variant quick (about 90 min on 2 CPU cores; docs/benchmarks/public.md).
+# The public benchmark, variant quick (82.8 min on 2 CPU cores; docs/benchmarks/public.md).
 benchmark: $(STAMP)
 	$(SMK) all --profile profiles/local --configfile config/benchmarks/public.yaml
 
