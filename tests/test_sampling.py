@@ -270,7 +270,9 @@ def test_unique_voxels_equals_numpy_unique():
     from rhosym.sampling import unique_voxels
 
     rng = np.random.default_rng(3)
-    for vox in (rng.integers(-4, 30, (50_000, 3)), rng.integers(0, 2, (7, 3)), np.zeros((0, 3), dtype=np.int64)):
+    far = np.array([[0, 0, 0], [100_000, 5, 7], [0, 0, 0], [-100_000, 3, 2]])  # sparse keys: the np.unique path
+    for vox in (rng.integers(-4, 30, (50_000, 3)), rng.integers(0, 2, (7, 3)), far,
+                np.zeros((0, 3), dtype=np.int64)):
         got = unique_voxels(vox)
         if len(vox) == 0:
             assert all(len(a) == 0 for a in got)
