@@ -287,10 +287,15 @@ def figure_outputs(cfg, spec) -> dict[str, str]:
     return {ext: L.path(cfg.results, L.FIGURE, name=spec.name, ext=ext) for ext in ("png", "pdf")}
 
 
+def _robust_kind(r, e: Experiment) -> bool:
+    """A model, task and variant the robustness settings ``r`` evaluate (any data set, split or seed)."""
+    return e.model in r.models and e.task in r.tasks and not e.points and (r.lattice_conditioned or not e.lattice)
+
+
 def robust_datasets(cfg, experiments: list[Experiment]) -> list[str]:
     """Data sets the robustness evaluation covers: those with a trained model of robustness.models/tasks."""
     r = cfg.robustness
-    have = {e.dataset for e in experiments if e.model in r.models and e.task in r.tasks and not e.points}
+    have = {e.dataset for e in experiments if _robust_kind(r, e)}
     wanted = r.datasets if r.datasets is not None else list(cfg.datasets)
     return [ds for ds in wanted if ds in have]
 
@@ -299,9 +304,8 @@ def robust_experiments(cfg, experiments: list[Experiment]) -> list[Experiment]:
     """Trained experiments the robustness evaluation runs (robustness.models / tasks / datasets)."""
     keep = set(robust_datasets(cfg, experiments))
     r = cfg.robustness
-    out = [e for e in experiments if e.dataset in keep and e.model in r.models and e.task in r.tasks
-           and not e.points and not e.pretrained and e.split == cfg.primary_split(e.dataset)
-           and (r.lattice_conditioned or not e.lattice)]
+    out = [e for e in experiments if e.dataset in keep and _robust_kind(r, e) and not e.pretrained
+           and e.split == cfg.primary_split(e.dataset)]
     if r.seeds is not None:
         return [e for e in out if e.seed in r.seeds]
     first = {}
